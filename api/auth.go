@@ -1,0 +1,100 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	echojwt "github.com/labstack/echo-jwt/v4"
+	"github.com/labstack/echo/v4"
+)
+
+// Roles a token can carry.
+const (
+	RoleStaff   = "staff"
+	RoleAdmin   = "admin"
+	RoleAuditor = "auditor"
+)
+
+// Claims are the JWT claims of API.md: sub (user), clinic, roles, exp.
+type Claims struct {
+	Clinic string   `json:"clinic"`
+	Roles  []string `json:"roles"`
+	jwt.RegisteredClaims
+}
+
+// Actor is the authenticated caller, taken from a verified token.
+type Actor struct {
+	UserID   string
+	ClinicID string
+	Roles    []string
+}
+
+// Has reports whether the actor holds role.
+func (a Actor) Has(role string) bool { return slices.Contains(a.Roles, role) }
+
+const actorKey = "huddle.actor"
+
+// MintToken signs a token for the given user; used by `huddle token` and by tests.
+func MintToken(secret []byte, userID, clinicID string, roles []string, ttl time.Duration) (string, error) {
+	now := time.Now()
+	claims := Claims{
+		Clinic: clinicID,
+		Roles:  roles,
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   userID,
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+		},
+	}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(secret)
+}
+
+// authenticate verifies the bearer token (HS256 only, exp required) and stores the Actor.
+func authenticate(secret []byte) echo.MiddlewareFunc {
+	return echojwt.WithConfig(echojwt.Config{
+		SigningKey:    secret,
+		SigningMethod: "HS256",
+		NewClaimsFunc: func(echo.Context) jwt.Claims { return new(Claims) },
+		ParseTokenFunc: func(c echo.Context, auth string) (any, error) {
+			claims := new(Claims)
+			tok, err := jwt.ParseWithClaims(auth, claims, func(t *jwt.Token) (any, error) { return secret, nil },
+				jwt.WithValidMethods([]string{"HS256"}), jwt.WithExpirationRequired())
+			if err != nil {
+				return nil, err
+			}
+			if !tok.Valid || claims.Subject == "" || claims.Clinic == "" {
+				return nil, errors.New("token lacks sub or clinic")
+			}
+			return tok, nil
+		},
+		SuccessHandler: func(c echo.Context) {
+			tok := c.Get("user").(*jwt.Token)
+			claims := tok.Claims.(*Claims)
+			c.Set(actorKey, Actor{UserID: claims.Subject, ClinicID: claims.Clinic, Roles: claims.Roles})
+		},
+		ErrorHandler: func(c echo.Context, err error) error {
+			return problem(401, "unauthorized", "Unauthorized", fmt.Sprintf("missing or invalid bearer token: %v", errors.Unwrap(err)))
+		},
+	})
+}
+
+// requireRole lets only actors holding role through; others get 403 forbidden.
+func requireRole(role string) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if !actorOf(c).Has(role) {
+				return problem(403, "forbidden", "Forbidden", "this endpoint needs the "+role+" role")
+			}
+			return next(c)
+		}
+	}
+}
+
+// actorOf returns the authenticated caller; only valid behind authenticate.
+func actorOf(c echo.Context) Actor {
+	a, _ := c.Get(actorKey).(Actor)
+	return a
+}

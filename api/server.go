@@ -1,0 +1,78 @@
+// Package api is Huddle's HTTP interface (API.md): thin handlers that parse and validate input,
+// call the command handler or the read-model queries, and map results and errors to JSON and
+// problem+json. No business rule lives here.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/huddle-chat/huddle/internal/commands"
+	"github.com/huddle-chat/huddle/projections"
+)
+
+// Deps is everything the HTTP layer needs; the composition root (internal/app) fills it.
+type Deps struct {
+	Logger    *slog.Logger
+	JWTSecret []byte
+	Commands  *commands.Handler
+	Queries   *projections.Queries
+	// Projections answers read-your-writes waits (Huddle-Min-Position).
+	Projections *projections.Engine
+	// Ready reports whether Postgres, NATS, the relay and the projectors are up (for /readyz).
+	Ready func(ctx context.Context) error
+	// Metrics is the registry /metrics serves; HTTP metrics are registered into it.
+	Metrics *prometheus.Registry
+	// MaxBodyBytes bounds JSON request bodies; MaxFileBytes bounds uploads.
+	MaxBodyBytes int64
+	MaxFileBytes int64
+}
+
+// Server holds the handlers' dependencies.
+type Server struct {
+	Deps
+	echo *echo.Echo
+}
+
+// New builds the Echo instance with every route of API.md.
+func New(d Deps) *Server {
+	if d.Logger == nil {
+		d.Logger = slog.Default()
+	}
+	if d.MaxBodyBytes == 0 {
+		d.MaxBodyBytes = 1 << 20
+	}
+	if d.MaxFileBytes == 0 {
+		d.MaxFileBytes = 25 << 20
+	}
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = errorHandler(d.Logger)
+	s := &Server{Deps: d, echo: e}
+
+	e.Use(middleware.RequestID())
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+		d.Logger.Error("panic recovered", "path", c.Path(), "err", err, "stack", string(stack))
+		return err
+	}}))
+
+	s.registerHealthRoutes(e)
+
+	v1 := e.Group("/v1", authenticate(d.JWTSecret))
+	s.registerAdminRoutes(v1.Group("/admin", requireRole(RoleAdmin)))
+	s.registerCommandRoutes(v1)
+	s.registerQueryRoutes(v1)
+	return s
+}
+
+// Handler returns the http.Handler to serve.
+func (s *Server) Handler() http.Handler { return s.echo }
+
+// Echo exposes the router (tests list its routes).
+func (s *Server) Echo() *echo.Echo { return s.echo }

@@ -1,0 +1,2 @@
+-- Placeholder so the embed pattern matches before the first real migration lands.
+SELECT 1;
