@@ -63,6 +63,7 @@ func New(d Deps) *Server {
 	}}))
 
 	s.registerHealthRoutes(e)
+	e.GET("/v1/openapi.yaml", serveOpenAPI)
 
 	v1 := e.Group("/v1", authenticate(d.JWTSecret))
 	s.registerAdminRoutes(v1.Group("/admin", requireRole(RoleAdmin)))
