@@ -56,7 +56,6 @@ var statusByCode = map[string]int{
 	domain.CodeConflict:             http.StatusConflict,
 }
 
-
 // toProblem turns any error into the problem to show. Unknown errors become a 500 that says
 // nothing of their cause (it is logged instead).
 func toProblem(err error) (p *Problem, internal bool) {

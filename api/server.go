@@ -7,12 +7,14 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/huddle-chat/huddle/internal/commands"
+	"github.com/huddle-chat/huddle/internal/live"
 	"github.com/huddle-chat/huddle/projections"
 )
 
@@ -31,6 +33,10 @@ type Deps struct {
 	// MaxBodyBytes bounds JSON request bodies; MaxFileBytes bounds uploads.
 	MaxBodyBytes int64
 	MaxFileBytes int64
+	// Live and Feed serve GET /v1/stream; StreamHeartbeat is its keep-alive interval (15 s).
+	Live            *live.Hub
+	Feed            *live.Feed
+	StreamHeartbeat time.Duration
 }
 
 // Server holds the handlers' dependencies.
@@ -69,6 +75,7 @@ func New(d Deps) *Server {
 	s.registerAdminRoutes(v1.Group("/admin", requireRole(RoleAdmin)))
 	s.registerCommandRoutes(v1)
 	s.registerQueryRoutes(v1)
+	v1.GET("/stream", s.stream, requireRole(RoleStaff))
 	return s
 }
 

@@ -1,0 +1,105 @@
+// Package live carries per-user live updates to connected clients (GET /v1/stream).
+//
+// Projectors append entries to a user's feed inside the transaction that updated the read
+// models (Append), then, after commit, ping the user's core NATS subject
+// huddle.live.<clinic>.<user> (Notifier.Notify). Each server instance holds at most one NATS
+// subscription per connected user (Hub) and wakes that user's streams, which read the feed
+// after the last sequence they sent. A reconnect with Last-Event-ID resumes from the feed: no
+// loss and no duplicates within the retention window; older than that, the client gets reset.
+package live
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Entry kinds, the SSE event names of API.md.
+const (
+	KindMessage      = "message"
+	KindConversation = "conversation"
+	KindUnread       = "unread"
+	KindRemoved      = "removed"
+	// KindReset is sent (never stored) when a client resumes from beyond the retention window.
+	KindReset = "reset"
+)
+
+// Entry is one stored live update for one user.
+type Entry struct {
+	Seq       int64
+	Kind      string
+	Body      json.RawMessage
+	CreatedAt time.Time
+}
+
+// Target names one user's feed.
+type Target struct{ ClinicID, UserID string }
+
+const (
+	sqlNextSeq = `INSERT INTO live_cursor (clinic_id, user_id, last_seq) VALUES ($1, $2, 1)
+		ON CONFLICT (clinic_id, user_id) DO UPDATE SET last_seq = live_cursor.last_seq + 1
+		RETURNING last_seq`
+	sqlInsertEntry = `INSERT INTO live_feed (clinic_id, user_id, seq, kind, body) VALUES ($1, $2, $3, $4, $5)`
+	sqlReadAfter   = `SELECT seq, kind, body, created_at FROM live_feed
+		WHERE clinic_id = $1 AND user_id = $2 AND seq > $3 ORDER BY seq LIMIT $4`
+	sqlBounds = `SELECT coalesce((SELECT min(seq) FROM live_feed WHERE clinic_id = $1 AND user_id = $2), 0),
+		coalesce((SELECT last_seq FROM live_cursor WHERE clinic_id = $1 AND user_id = $2), 0)`
+	sqlPrune = `DELETE FROM live_feed WHERE created_at < $1`
+)
+
+// Append adds an entry to a user's feed inside tx and returns its sequence number. Call
+// Notifier.Notify for the user after tx commits.
+func Append(ctx context.Context, tx pgx.Tx, to Target, kind string, body any) (int64, error) {
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return 0, fmt.Errorf("live: encode %s: %w", kind, err)
+	}
+	var seq int64
+	if err := tx.QueryRow(ctx, sqlNextSeq, to.ClinicID, to.UserID).Scan(&seq); err != nil {
+		return 0, fmt.Errorf("live: next seq: %w", err)
+	}
+	if _, err := tx.Exec(ctx, sqlInsertEntry, to.ClinicID, to.UserID, seq, kind, raw); err != nil {
+		return 0, fmt.Errorf("live: append: %w", err)
+	}
+	return seq, nil
+}
+
+// Feed reads users' feeds.
+type Feed struct{ pool *pgxpool.Pool }
+
+// NewFeed returns a reader over the live_feed table.
+func NewFeed(pool *pgxpool.Pool) *Feed { return &Feed{pool: pool} }
+
+// After returns up to limit entries with seq > after, oldest first.
+func (f *Feed) After(ctx context.Context, to Target, after int64, limit int) ([]Entry, error) {
+	rows, err := f.pool.Query(ctx, sqlReadAfter, to.ClinicID, to.UserID, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("live: read feed: %w", err)
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (Entry, error) {
+		var e Entry
+		err := r.Scan(&e.Seq, &e.Kind, &e.Body, &e.CreatedAt)
+		return e, err
+	})
+}
+
+// Bounds returns the oldest retained and the newest sequence of a user's feed (0 when none).
+func (f *Feed) Bounds(ctx context.Context, to Target) (oldest, newest int64, err error) {
+	if err := f.pool.QueryRow(ctx, sqlBounds, to.ClinicID, to.UserID).Scan(&oldest, &newest); err != nil {
+		return 0, 0, fmt.Errorf("live: feed bounds: %w", err)
+	}
+	return oldest, newest, nil
+}
+
+// Prune deletes entries older than the retention window and returns how many it removed.
+func (f *Feed) Prune(ctx context.Context, retention time.Duration) (int64, error) {
+	tag, err := f.pool.Exec(ctx, sqlPrune, time.Now().Add(-retention))
+	if err != nil {
+		return 0, fmt.Errorf("live: prune: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
