@@ -16,6 +16,7 @@ const (
 	CategoryConversation = "conversation"
 	CategoryMember       = "member"
 	CategoryDirectory    = "directory"
+	CategoryAudit        = "audit"
 )
 
 // ConversationStream names the stream holding one conversation's history.
@@ -25,6 +26,9 @@ func ConversationStream(conversationID string) string {
 
 // MemberStream names the stream holding one user's own choices (mute, archive, read marker).
 func MemberStream(userID string) string { return CategoryMember + "-" + userID }
+
+// AuditStream names the stream recording every audit read in a clinic (who read what, when).
+func AuditStream(clinicID string) string { return CategoryAudit + "-" + clinicID }
 
 // DirectoryStream names the stream holding a clinic's users, waiting rooms and room membership.
 func DirectoryStream(clinicID string) string { return CategoryDirectory + "-" + clinicID }
@@ -166,6 +170,19 @@ type ReadMarkerMoved struct {
 	UpToVersion    int64  `json:"up_to_version"`
 }
 
+// ---- Audit (stream audit-<clinic>) ----
+
+// AuditRead records that an auditor read history: Action is events, state, export or verify;
+// Target is the stream read (or empty for a verify of every stream); Params holds the query
+// (e.g. "at=2026-11-25T12:00:00Z", "format=csv").
+type AuditRead struct {
+	AuditorID string `json:"auditor_id"`
+	Action    string `json:"action"`
+	Target    string `json:"target,omitempty"`
+	Params    string `json:"params,omitempty"`
+}
+
+func (AuditRead) EventType() string              { return "AuditRead" }
 func (UserProfileSet) EventType() string         { return "UserProfileSet" }
 func (UserDeactivated) EventType() string        { return "UserDeactivated" }
 func (RoomNamed) EventType() string              { return "RoomNamed" }
@@ -207,6 +224,7 @@ var eventFactories = map[string]func() Event{
 	"ConversationArchived":   func() Event { return &ConversationArchived{} },
 	"ConversationUnarchived": func() Event { return &ConversationUnarchived{} },
 	"ReadMarkerMoved":        func() Event { return &ReadMarkerMoved{} },
+	"AuditRead":              func() Event { return &AuditRead{} },
 }
 
 // EventTypes lists every event type name, for documentation and schema tests.
@@ -281,6 +299,8 @@ func deref(e Event) Event {
 	case *ConversationUnarchived:
 		return *v
 	case *ReadMarkerMoved:
+		return *v
+	case *AuditRead:
 		return *v
 	}
 	return e
