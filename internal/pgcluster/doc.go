@@ -1,7 +1,7 @@
 // Package pgcluster runs a private PostgreSQL cluster from the server binaries installed on the
 // machine: the embedded default of `huddle serve` and the throwaway database of the tests.
 //
-// The cluster listens only on a unix socket (listen_addresses=''), so several clusters can run
+// The cluster listens only on a unix socket (empty listen_addresses), so several clusters can run
 // side by side without port clashes. initdb refuses to run as root, and CI runs as root: when
 // the process is root, initdb and postgres run as an unprivileged user (postgres if present,
 // else nobody) who is given the cluster directory. The child gets a parent-death signal, so a
