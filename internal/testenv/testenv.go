@@ -1,0 +1,216 @@
+// Package testenv gives tests real infrastructure, never mocks: a fresh, migrated Postgres
+// database per test and an embedded NATS JetStream server per test.
+//
+// One throwaway Postgres cluster serves a whole test binary. It starts lazily on the first
+// Postgres call, under its own temporary directory (so many test binaries can run at once, each
+// with its own cluster, no fixed ports), as an unprivileged user when the tests run as root,
+// with fsync off. A template database is migrated once; each test gets a copy
+// (CREATE DATABASE … TEMPLATE, a file copy that costs milliseconds), dropped at cleanup.
+//
+// Use it from TestMain so the cluster stops when the binary ends:
+//
+//	func TestMain(m *testing.M) { testenv.Main(m) }
+//
+//	func TestSomething(t *testing.T) {
+//		pool, url := testenv.Postgres(t)
+//		broker := testenv.NATS(t)
+//		...
+//	}
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/huddle-chat/huddle/internal/migrations"
+	"github.com/huddle-chat/huddle/internal/natsbroker"
+	"github.com/huddle-chat/huddle/internal/pgcluster"
+)
+
+// TemplateDB is the migrated database every test database is cloned from.
+const TemplateDB = "huddle_template"
+
+var (
+	startOnce sync.Once
+	shared    struct {
+		dir     string
+		cluster *pgcluster.Cluster
+		admin   *pgxpool.Pool // on the postgres database: CREATE/DROP DATABASE
+		err     error
+	}
+	// createMu serialises CREATE DATABASE … TEMPLATE: PostgreSQL refuses to copy a template
+	// that another session is using, and concurrent copies contend on it anyway.
+	createMu sync.Mutex
+	dbSeq    atomic.Int64
+)
+
+// Main runs the tests and then stops the shared cluster and removes its files. Call it from
+// TestMain in every package that uses Postgres.
+func Main(m *testing.M) {
+	code := m.Run()
+	stop()
+	os.Exit(code)
+}
+
+func stop() {
+	if shared.cluster == nil && shared.dir == "" {
+		return
+	}
+	if shared.admin != nil {
+		shared.admin.Close()
+	}
+	if shared.cluster != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		if err := shared.cluster.Stop(ctx); err != nil {
+			fmt.Fprintln(os.Stderr, "testenv: stop postgres:", err)
+		}
+		cancel()
+	}
+	if shared.dir != "" {
+		os.RemoveAll(shared.dir)
+	}
+}
+
+func startCluster() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "huddle-test-")
+	if err != nil {
+		shared.err = fmt.Errorf("testenv: temp dir: %w", err)
+		return
+	}
+	shared.dir = dir
+	c, err := pgcluster.Start(ctx, pgcluster.Options{
+		Dir: filepath.Join(dir, "pg"),
+		// Tests create and drop many small databases; lean memory lets many binaries run side by side.
+		Settings: map[string]string{"shared_buffers": "32MB"},
+	})
+	if err != nil {
+		shared.err = fmt.Errorf("testenv: start postgres: %w", err)
+		return
+	}
+	shared.cluster = c
+	if err := c.CreateDatabase(ctx, TemplateDB); err != nil {
+		shared.err = err
+		return
+	}
+	tpl, err := pgxpool.New(ctx, c.URL(TemplateDB))
+	if err != nil {
+		shared.err = fmt.Errorf("testenv: connect template: %w", err)
+		return
+	}
+	_, err = migrations.Up(ctx, tpl)
+	// The template must have no sessions when it is copied.
+	tpl.Close()
+	if err != nil {
+		shared.err = fmt.Errorf("testenv: migrate template database: %w", err)
+		return
+	}
+	shared.admin, err = pgxpool.New(ctx, c.URL("postgres"))
+	if err != nil {
+		shared.err = fmt.Errorf("testenv: connect admin: %w", err)
+	}
+}
+
+// Postgres returns a pool on a fresh database holding every migration, and its URL. The
+// database is dropped when the test ends. Safe for parallel tests.
+func Postgres(t testing.TB) (*pgxpool.Pool, string) {
+	t.Helper()
+	startOnce.Do(startCluster)
+	if shared.err != nil {
+		t.Fatal(shared.err)
+	}
+	ctx := context.Background()
+	name := fmt.Sprintf("t%03d", dbSeq.Add(1))
+	createMu.Lock()
+	_, err := shared.admin.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE "+TemplateDB)
+	createMu.Unlock()
+	if err != nil {
+		t.Fatalf("testenv: create database %s: %v", name, err)
+	}
+	url := shared.cluster.URL(name)
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatalf("testenv: connect %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		pool.Close()
+		// FORCE ends sessions a test left open (a leaked pool, a hijacked LISTEN connection).
+		if _, err := shared.admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)"); err != nil {
+			t.Errorf("testenv: drop database %s: %v", name, err)
+		}
+	})
+	return pool, url
+}
+
+// ClusterURL returns a URL for database db on the shared cluster (starting it if needed), for
+// tests that manage databases themselves (e.g. dump and restore).
+func ClusterURL(t testing.TB, db string) string {
+	t.Helper()
+	startOnce.Do(startCluster)
+	if shared.err != nil {
+		t.Fatal(shared.err)
+	}
+	return shared.cluster.URL(db)
+}
+
+// NATS starts an embedded NATS server with JetStream for this test, on a random loopback port,
+// with the HUDDLE_EVENTS stream provisioned. It is shut down when the test ends.
+func NATS(t testing.TB) *natsbroker.Broker {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := natsbroker.Start(ctx, natsbroker.Options{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatalf("testenv: start nats: %v", err)
+	}
+	t.Cleanup(b.Shutdown)
+	if err := natsbroker.EnsureStream(ctx, b.ClientURL(), natsbroker.StreamConfig{MaxBytes: 256 << 20}); err != nil {
+		t.Fatalf("testenv: provision stream: %v", err)
+	}
+	return b
+}
+
+// Logger returns a logger writing to the test's log. Lines logged after the test ended (by a
+// goroutine that outlived it) are dropped instead of panicking.
+func Logger(t testing.TB) *slog.Logger {
+	w := &testWriter{t: t}
+	t.Cleanup(w.close)
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct {
+	mu     sync.Mutex
+	t      testing.TB
+	closed bool
+}
+
+var _ io.Writer = (*testWriter)(nil)
+
+func (w *testWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed && len(p) > 0 {
+		w.t.Helper()
+		w.t.Log(strings.TrimSuffix(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func (w *testWriter) close() {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+}
