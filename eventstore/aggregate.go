@@ -1,0 +1,197 @@
+package eventstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Aggregate tells Load and Execute how to rebuild a decider's state S from a stream.
+type Aggregate[S any] struct {
+	Initial func() S
+	Evolve  func(state S, e RecordedEvent) (S, error)
+	// SnapshotVersion enables snapshots when > 0: S is stored as JSON in the streams row and a
+	// snapshot with another SnapshotVersion is ignored. Bump it whenever S's JSON shape or
+	// Evolve's meaning changes.
+	SnapshotVersion int
+	// SnapshotEvery is how many events may follow the stored snapshot before Execute writes a
+	// new one (default 100).
+	SnapshotEvery int
+	// MaxAttempts bounds Execute's load-decide-append attempts on version conflicts (default 5).
+	MaxAttempts int
+}
+
+const (
+	defaultSnapshotEvery = 100
+	defaultMaxAttempts   = 5
+	loadPage             = 1000
+)
+
+// Load rebuilds streamID's state: the snapshot (when enabled and current) plus newer events.
+// version is the stream version the state reflects (0 for a stream with no events).
+func Load[S any](ctx context.Context, s *Store, streamID string, a Aggregate[S]) (state S, version int64, err error) {
+	state, version, _, err = load(ctx, s, streamID, a)
+	return state, version, err
+}
+
+// load also returns the version of the snapshot it started from.
+func load[S any](ctx context.Context, s *Store, streamID string, a Aggregate[S]) (S, int64, int64, error) {
+	state := a.Initial()
+	var version, snapVersion int64
+	if a.SnapshotVersion > 0 {
+		var snap []byte
+		var schema int32
+		err := s.pool.QueryRow(ctx, `SELECT snapshot, snapshot_version, snapshot_schema FROM streams WHERE stream_id = $1`,
+			streamID).Scan(&snap, &snapVersion, &schema)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			return state, 0, 0, nil
+		case err != nil:
+			return state, 0, 0, fmt.Errorf("load %s: snapshot: %w", streamID, err)
+		}
+		if snap != nil && int(schema) == a.SnapshotVersion {
+			if err := json.Unmarshal(snap, &state); err != nil {
+				return state, 0, 0, fmt.Errorf("load %s: decode snapshot: %w", streamID, err)
+			}
+			version = snapVersion
+		} else {
+			state, snapVersion = a.Initial(), 0
+		}
+	}
+	for {
+		events, err := s.ReadStream(ctx, streamID, version+1, loadPage)
+		if err != nil {
+			return state, 0, 0, fmt.Errorf("load %s: %w", streamID, err)
+		}
+		for _, e := range events {
+			if state, err = a.Evolve(state, e); err != nil {
+				return state, 0, 0, fmt.Errorf("load %s: evolve version %d: %w", streamID, e.StreamVersion, err)
+			}
+			version = e.StreamVersion
+		}
+		if len(events) < loadPage {
+			return state, version, snapVersion, nil
+		}
+	}
+}
+
+// Execute runs one command against streamID: if commandID was appended before it returns that
+// first result (Duplicate) without calling decide; otherwise it loads the state, calls decide,
+// and appends what decide returned expecting the version it loaded. On a version conflict it
+// starts over, up to Aggregate.MaxAttempts times with a short jittered pause, then returns the
+// *ErrWrongExpectedVersion. decide's own errors come back unwrapped. When decide returns no
+// events nothing is appended and the result carries the current version (FirstVersion =
+// LastVersion + 1, no Events).
+func Execute[S any](ctx context.Context, s *Store, streamID string, a Aggregate[S], commandID string,
+	decide func(state S, version int64) ([]EventData, error)) (AppendResult, error) {
+	attempts := a.MaxAttempts
+	if attempts <= 0 {
+		attempts = defaultMaxAttempts
+	}
+	var lastErr error
+	for attempt := 0; attempt < attempts; attempt++ {
+		if attempt > 0 {
+			// Jitter spreads colliding writers apart so the next round does not collide again.
+			pause := time.Duration(rand.Int64N(int64(2*time.Millisecond)<<attempt)) + time.Millisecond
+			select {
+			case <-ctx.Done():
+				return AppendResult{}, ctx.Err()
+			case <-time.After(pause):
+			}
+		}
+		if commandID != "" {
+			res, found, err := s.commandResult(ctx, commandID)
+			if err != nil {
+				return AppendResult{}, err
+			}
+			if found {
+				return res, nil
+			}
+		}
+		state, version, snapVersion, err := load(ctx, s, streamID, a)
+		if err != nil {
+			return AppendResult{}, err
+		}
+		events, err := decide(state, version)
+		if err != nil {
+			return AppendResult{}, err
+		}
+		if len(events) == 0 {
+			return AppendResult{StreamID: streamID, FirstVersion: version + 1, LastVersion: version}, nil
+		}
+		res, err := s.Append(ctx, streamID, version, events, commandID)
+		if errors.Is(err, ErrConflict) {
+			lastErr = err
+			continue
+		}
+		if err != nil {
+			return AppendResult{}, err
+		}
+		if !res.Duplicate {
+			maybeSnapshot(ctx, s, streamID, a, state, snapVersion, res)
+		}
+		return res, nil
+	}
+	return AppendResult{}, fmt.Errorf("execute on %s: gave up after %d attempts: %w", streamID, attempts, lastErr)
+}
+
+// commandResult returns the first result of commandID if it was appended before.
+func (s *Store) commandResult(ctx context.Context, commandID string) (AppendResult, bool, error) {
+	var streamID string
+	var first, last int64
+	err := s.pool.QueryRow(ctx, `SELECT stream_id, first_version, last_version FROM commands WHERE command_id = $1`,
+		commandID).Scan(&streamID, &first, &last)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return AppendResult{}, false, nil
+	}
+	if err != nil {
+		return AppendResult{}, false, fmt.Errorf("command %s: %w", commandID, err)
+	}
+	events, err := s.ReadStream(ctx, streamID, first, int(last-first+1))
+	if err != nil {
+		return AppendResult{}, false, fmt.Errorf("command %s: %w", commandID, err)
+	}
+	if len(events) == 0 {
+		return AppendResult{}, false, fmt.Errorf("command %s: its events %s@%d..%d are missing", commandID, streamID, first, last)
+	}
+	lastEvent := events[len(events)-1]
+	return AppendResult{StreamID: streamID, FirstVersion: first, LastVersion: last, LastPosition: lastEvent.Position,
+		Duplicate: true, Events: events}, true, nil
+}
+
+// maybeSnapshot stores the state after res when enough events followed the last snapshot. It
+// is best effort: the events are committed, so a failed snapshot only costs a longer load
+// next time and must not fail the command.
+func maybeSnapshot[S any](ctx context.Context, s *Store, streamID string, a Aggregate[S], state S, snapVersion int64, res AppendResult) {
+	every := int64(a.SnapshotEvery)
+	if every <= 0 {
+		every = defaultSnapshotEvery
+	}
+	if a.SnapshotVersion <= 0 || res.LastVersion-snapVersion < every {
+		return
+	}
+	var err error
+	for _, e := range res.Events {
+		if state, err = a.Evolve(state, e); err != nil {
+			s.log.Warn("snapshot skipped: evolve failed", "stream", streamID, "version", e.StreamVersion, "err", err)
+			return
+		}
+	}
+	snap, err := json.Marshal(state)
+	if err != nil {
+		s.log.Warn("snapshot skipped: encode failed", "stream", streamID, "err", err)
+		return
+	}
+	// The condition keeps a slower writer from replacing a newer snapshot with an older one.
+	_, err = s.pool.Exec(ctx, `UPDATE streams SET snapshot = $2, snapshot_version = $3, snapshot_schema = $4
+		WHERE stream_id = $1 AND (snapshot_version < $3 OR snapshot_schema <> $4)`,
+		streamID, snap, res.LastVersion, int32(a.SnapshotVersion))
+	if err != nil {
+		s.log.Warn("snapshot write failed", "stream", streamID, "version", res.LastVersion, "err", err)
+	}
+}

@@ -1,0 +1,351 @@
+package eventstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// ErrNoEvents is returned by Append when given nothing to append.
+var ErrNoEvents = errors.New("no events to append")
+
+// NotifyChannel is the LISTEN/NOTIFY channel every append notifies on commit; the payload is
+// "<stream id>:<last version>".
+const NotifyChannel = "huddle_events"
+
+// Store is the Postgres event store. It is safe for concurrent use.
+type Store struct {
+	pool      *pgxpool.Pool
+	upcasters *Upcasters
+	log       *slog.Logger
+}
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithUpcasters makes the store use u instead of a copy of the package's default registry.
+func WithUpcasters(u *Upcasters) Option { return func(s *Store) { s.upcasters = u } }
+
+// WithLogger sets the logger for the store's best-effort work (snapshots).
+func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
+
+// New returns a store over pool. The schema comes from internal/migrations. Upcasters
+// registered with the package-level RegisterUpcaster before New are included.
+func New(pool *pgxpool.Pool, opts ...Option) *Store {
+	s := &Store{pool: pool, upcasters: defaultUpcasters.clone(), log: slog.Default()}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Pool returns the store's connection pool.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// RegisterUpcaster adds an upcaster to this store's registry (see Upcasters.Register).
+func (s *Store) RegisterUpcaster(eventType string, fromVersion int, fn UpcastFunc) {
+	s.upcasters.Register(eventType, fromVersion, fn)
+}
+
+const appendSQL = `SELECT duplicate, global_position, tx_id, stream_id, stream_version, event_id,
+	type, schema_version, data, metadata, recorded_at, prev_hash, hash
+	FROM eventstore_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
+
+// maxTxRetries bounds retries of a whole append on serialization failure, deadlock, or a
+// concurrent first run of the same command id.
+const maxTxRetries = 5
+
+// Append writes events to the end of streamID in one transaction.
+//
+// expectedVersion is ExpectAny, ExpectNoStream, or the stream's current version; otherwise the
+// error is a *ErrWrongExpectedVersion (errors.Is(err, ErrConflict)). A non-empty commandID
+// makes the append idempotent: if that command was appended before, nothing is written and the
+// first run's result comes back with Duplicate set, whatever expectedVersion says. An empty
+// Metadata.CommandID is filled with commandID.
+func (s *Store) Append(ctx context.Context, streamID string, expectedVersion int64, events []EventData, commandID string) (AppendResult, error) {
+	if streamID == "" {
+		return AppendResult{}, errors.New("append: empty stream id")
+	}
+	if len(events) == 0 {
+		return AppendResult{}, fmt.Errorf("append to %s: %w", streamID, ErrNoEvents)
+	}
+	if expectedVersion < ExpectAny {
+		return AppendResult{}, fmt.Errorf("append to %s: invalid expected version %d", streamID, expectedVersion)
+	}
+	// One timestamp for the batch, truncated to what timestamptz keeps so the digest computed
+	// now matches the one Verify computes from the stored row.
+	recordedAt := time.Now().UTC().Truncate(time.Microsecond)
+	n := len(events)
+	ids := make([]string, n)
+	types := make([]string, n)
+	versions := make([]int32, n)
+	data := make([]string, n)
+	metas := make([]string, n)
+	digests := make([]string, n)
+	for i, e := range events {
+		if e.Type == "" {
+			return AppendResult{}, fmt.Errorf("append to %s: event %d has no type", streamID, i)
+		}
+		id := uuid.New()
+		if e.EventID != "" {
+			var err error
+			if id, err = uuid.Parse(e.EventID); err != nil {
+				return AppendResult{}, fmt.Errorf("append to %s: event id %q: %w", streamID, e.EventID, err)
+			}
+		}
+		sv := e.SchemaVersion
+		if sv == 0 {
+			sv = 1
+		}
+		raw := []byte(e.Data)
+		if len(raw) == 0 {
+			raw = []byte("null")
+		}
+		canonData, err := canonicalJSON(raw)
+		if err != nil {
+			return AppendResult{}, fmt.Errorf("append to %s: event %d data: %w", streamID, i, err)
+		}
+		md := e.Metadata
+		if md.CommandID == "" {
+			md.CommandID = commandID
+		}
+		rawMeta, err := json.Marshal(md)
+		if err != nil {
+			return AppendResult{}, fmt.Errorf("append to %s: event %d metadata: %w", streamID, i, err)
+		}
+		canonMeta, err := canonicalJSON(rawMeta)
+		if err != nil {
+			return AppendResult{}, fmt.Errorf("append to %s: event %d metadata: %w", streamID, i, err)
+		}
+		ids[i] = id.String()
+		types[i] = e.Type
+		versions[i] = int32(sv)
+		data[i] = string(raw)
+		metas[i] = string(rawMeta)
+		digests[i] = eventDigest(streamID, ids[i], e.Type, sv, canonData, canonMeta, recordedAt)
+	}
+
+	for attempt := 1; ; attempt++ {
+		res, err := s.appendOnce(ctx, streamID, expectedVersion, commandID, ids, types, versions, data, metas, recordedAt, digests)
+		if err == nil {
+			return res, nil
+		}
+		if attempt < maxTxRetries && retryableAppend(err) && ctx.Err() == nil {
+			continue
+		}
+		return AppendResult{}, err
+	}
+}
+
+func (s *Store) appendOnce(ctx context.Context, streamID string, expected int64, commandID string,
+	ids, types []string, versions []int32, data, metas []string, recordedAt time.Time, digests []string) (AppendResult, error) {
+	rows, err := s.pool.Query(ctx, appendSQL, streamID, expected, commandID, ids, types, versions, data, metas, recordedAt, digests)
+	if err != nil {
+		return AppendResult{}, appendError(streamID, expected, err)
+	}
+	defer rows.Close()
+	res := AppendResult{StreamID: streamID}
+	for rows.Next() {
+		var dup bool
+		var e RecordedEvent
+		if err := scanEvent(rows, &e, &dup); err != nil {
+			return AppendResult{}, fmt.Errorf("append to %s: %w", streamID, err)
+		}
+		res.Duplicate = dup
+		res.Events = append(res.Events, e)
+	}
+	if err := rows.Err(); err != nil {
+		return AppendResult{}, appendError(streamID, expected, err)
+	}
+	if len(res.Events) == 0 {
+		return AppendResult{}, fmt.Errorf("append to %s: store returned no events", streamID)
+	}
+	for i := range res.Events {
+		if err := s.upcasters.upcast(&res.Events[i]); err != nil {
+			return AppendResult{}, err
+		}
+	}
+	res.FirstVersion = res.Events[0].StreamVersion
+	last := res.Events[len(res.Events)-1]
+	res.LastVersion = last.StreamVersion
+	res.LastPosition = last.Position
+	if res.Duplicate {
+		res.StreamID = last.StreamID
+	}
+	return res, nil
+}
+
+func appendError(streamID string, expected int64, err error) error {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) && pg.Code == "HU409" {
+		actual, _ := strconv.ParseInt(pg.Detail, 10, 64)
+		return &ErrWrongExpectedVersion{StreamID: streamID, ExpectedVersion: expected, ActualVersion: actual}
+	}
+	return fmt.Errorf("append to %s: %w", streamID, err)
+}
+
+// retryableAppend: serialization failure, deadlock, or a unique violation on commands (two
+// first runs of one command id on different streams; the retry finds the winner's result).
+func retryableAppend(err error) bool {
+	var pg *pgconn.PgError
+	if !errors.As(err, &pg) {
+		return false
+	}
+	switch pg.Code {
+	case "40001", "40P01":
+		return true
+	case "23505":
+		return pg.ConstraintName == "commands_pkey"
+	}
+	return false
+}
+
+// eventColumns is the column list scanEvent reads (after an optional leading boolean).
+const eventColumns = `global_position, tx_id, stream_id, stream_version, event_id::text, type,
+	schema_version, data, metadata, recorded_at, prev_hash, hash`
+
+func scanEvent(rows pgx.Rows, e *RecordedEvent, lead ...any) error {
+	var meta []byte
+	var sv int32
+	dest := append(lead, &e.Position, &e.TxID, &e.StreamID, &e.StreamVersion, &e.EventID, &e.Type,
+		&sv, &e.Data, &meta, &e.RecordedAt, &e.PrevHash, &e.Hash)
+	if err := rows.Scan(dest...); err != nil {
+		return fmt.Errorf("scan event: %w", err)
+	}
+	e.SchemaVersion = int(sv)
+	e.RecordedAt = e.RecordedAt.UTC()
+	if err := json.Unmarshal(meta, &e.Metadata); err != nil {
+		return fmt.Errorf("event %s metadata: %w", e.EventID, err)
+	}
+	return nil
+}
+
+func (s *Store) collect(rows pgx.Rows, what string) ([]RecordedEvent, error) {
+	defer rows.Close()
+	var out []RecordedEvent
+	for rows.Next() {
+		var e RecordedEvent
+		if err := scanEvent(rows, &e); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		if err := s.upcasters.upcast(&e); err != nil {
+			return nil, fmt.Errorf("%s: %w", what, err)
+		}
+		out = append(out, e)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	return out, nil
+}
+
+const readStreamSQL = `SELECT ` + eventColumns + ` FROM events
+	WHERE stream_id = $1 AND stream_version >= $2 ORDER BY stream_version LIMIT $3`
+
+// ReadStream returns streamID's events from fromVersion (inclusive) in version order, at most
+// limit of them (limit <= 0: all).
+func (s *Store) ReadStream(ctx context.Context, streamID string, fromVersion int64, limit int) ([]RecordedEvent, error) {
+	var lim *int64
+	if limit > 0 {
+		l := int64(limit)
+		lim = &l
+	}
+	rows, err := s.pool.Query(ctx, readStreamSQL, streamID, fromVersion, lim)
+	if err != nil {
+		return nil, fmt.Errorf("read stream %s: %w", streamID, err)
+	}
+	return s.collect(rows, "read stream "+streamID)
+}
+
+// readAllSQL is the gap-safe read. Rows come in (tx_id, global_position) order and only from
+// transactions older than the oldest one still running: a transaction that took a lower
+// position but commits later has a tx_id at or above that horizon, so the reader waits for it
+// instead of passing it by.
+const readAllSQL = `SELECT ` + eventColumns + ` FROM events
+	WHERE (tx_id, global_position) > ($1::xid8, $2::bigint)
+	  AND tx_id < pg_snapshot_xmin(pg_current_snapshot())
+	ORDER BY tx_id, global_position LIMIT $3`
+
+// ReadAll returns up to limit events (limit <= 0: 1000) strictly after the checkpoint in the
+// gap-safe global order. Resume from Checkpoint{TxID, Position} of the last event returned.
+func (s *Store) ReadAll(ctx context.Context, after Checkpoint, limit int) ([]RecordedEvent, error) {
+	return s.readAll(ctx, s.pool, after, limit)
+}
+
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+func (s *Store) readAll(ctx context.Context, q querier, after Checkpoint, limit int) ([]RecordedEvent, error) {
+	if limit <= 0 {
+		limit = 1000
+	}
+	rows, err := q.Query(ctx, readAllSQL, after.TxID, after.Position, int64(limit))
+	if err != nil {
+		return nil, fmt.Errorf("read all: %w", err)
+	}
+	return s.collect(rows, "read all")
+}
+
+// CheckpointOf is the position of e in the ReadAll order.
+func CheckpointOf(e RecordedEvent) Checkpoint { return Checkpoint{TxID: e.TxID, Position: e.Position} }
+
+// StreamVersion returns the stream's current version, 0 when it has no events.
+func (s *Store) StreamVersion(ctx context.Context, streamID string) (int64, error) {
+	var v int64
+	err := s.pool.QueryRow(ctx, `SELECT version FROM streams WHERE stream_id = $1`, streamID).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("stream version %s: %w", streamID, err)
+	}
+	return v, nil
+}
+
+// LoadCheckpoint returns the named ReadAll checkpoint (zero when never saved). Readers of
+// "all" should keep their checkpoints here so RepairAfterRestore can rewrite them.
+func (s *Store) LoadCheckpoint(ctx context.Context, name string) (Checkpoint, error) {
+	return loadCheckpoint(ctx, s.pool, name)
+}
+
+// SaveCheckpoint stores the named ReadAll checkpoint.
+func (s *Store) SaveCheckpoint(ctx context.Context, name string, cp Checkpoint) error {
+	return saveCheckpoint(ctx, s.pool, name, cp)
+}
+
+type queryRower interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+func loadCheckpoint(ctx context.Context, q queryRower, name string) (Checkpoint, error) {
+	var cp Checkpoint
+	err := q.QueryRow(ctx, `SELECT tx_id, position FROM eventstore_checkpoints WHERE name = $1`, name).Scan(&cp.TxID, &cp.Position)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Checkpoint{}, nil
+	}
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("load checkpoint %s: %w", name, err)
+	}
+	return cp, nil
+}
+
+func saveCheckpoint(ctx context.Context, q queryRower, name string, cp Checkpoint) error {
+	_, err := q.Exec(ctx, `INSERT INTO eventstore_checkpoints (name, tx_id, position) VALUES ($1, $2, $3)
+		ON CONFLICT (name) DO UPDATE SET tx_id = excluded.tx_id, position = excluded.position, updated_at = now()`,
+		name, cp.TxID, cp.Position)
+	if err != nil {
+		return fmt.Errorf("save checkpoint %s: %w", name, err)
+	}
+	return nil
+}
