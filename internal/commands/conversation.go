@@ -1,0 +1,307 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/huddle-chat/huddle/domain"
+	"github.com/huddle-chat/huddle/eventstore"
+	"github.com/huddle-chat/huddle/internal/blobs"
+)
+
+// Conversation is what POST /conversations answers: the conversation started or continued.
+type Conversation struct {
+	ID           string
+	Kind         string
+	Title        string
+	OwnerID      string
+	Participants []Person
+	// Created is true when this request started it (201), false when it continued an existing
+	// direct chat (200).
+	Created  bool
+	Position Position
+}
+
+// Person is a participant as the directory names them.
+type Person struct {
+	ID   string
+	Name string
+}
+
+// Message is a message as the API shows it right after sending.
+type Message struct {
+	ID             string
+	ConversationID string
+	SenderID       string
+	Kind           string // "text" or "file"
+	Text           string
+	File           *File
+	SentAt         time.Time
+	Position       Position
+}
+
+// File describes a shared file.
+type File struct {
+	ID          string
+	Name        string
+	Size        int64
+	ContentType string
+	SHA256      string
+}
+
+// runConversation runs one command on a conversation of the actor's clinic. decide gets the
+// state (already checked against the clinic) and the directory.
+func (h *Handler) runConversation(ctx context.Context, a Actor, id, commandID string, dir domain.Directory,
+	cmd domain.ConversationCommand) (eventstore.AppendResult, domain.Conversation, error) {
+	if !domain.ValidID(id) {
+		return eventstore.AppendResult{}, domain.Conversation{}, notFound()
+	}
+	var seen domain.Conversation
+	res, err := eventstore.Execute(ctx, h.store, domain.ConversationStream(id), conversationAggregate, commandID,
+		func(c domain.Conversation, _ int64) ([]eventstore.EventData, error) {
+			if !inClinic(c, a) {
+				return nil, notFound()
+			}
+			seen = c
+			events, err := domain.DecideConversation(c, dir, cmd)
+			if err != nil {
+				return nil, err
+			}
+			return h.encode(a, commandID, events)
+		})
+	return res, seen, err
+}
+
+// StartConversation implements POST /conversations: the direct chat with one other person
+// (started, or continued and unarchived for the caller), or a new group owned by the caller.
+func (h *Handler) StartConversation(ctx context.Context, a Actor, participantIDs []string, title *string) (Conversation, error) {
+	dir, err := h.loadDirectory(ctx, a.ClinicID)
+	if err != nil {
+		return Conversation{}, err
+	}
+	others := domain.NormalizeParticipants(a.UserID, participantIDs)
+	if len(others) == 0 {
+		return Conversation{}, &domain.Error{Code: domain.CodeInvalid, Message: "participant_ids: name at least one other person"}
+	}
+	if domain.IsDirectRequest(others, title) {
+		return h.startDirect(ctx, a, dir, others[0])
+	}
+	t := ""
+	if title != nil {
+		t = *title
+	}
+	id := "g-" + h.opts.NewID()
+	commandID := h.opts.NewID()
+	res, _, err := h.runConversation(ctx, a, id, commandID, dir,
+		domain.StartGroup{ConversationID: id, Creator: a.UserID, Title: t, ParticipantIDs: others})
+	if err != nil {
+		return Conversation{}, err
+	}
+	out := Conversation{ID: id, Kind: domain.KindGroup, Created: true, Position: positionOf(res, Position{})}
+	for _, e := range res.Events {
+		ev, ok, err := decode(e)
+		if err != nil {
+			return Conversation{}, err
+		}
+		if started, isStart := ev.(domain.ConversationStarted); ok && isStart {
+			out.Title, out.OwnerID, out.Participants = started.Title, started.OwnerID, people(dir, started.ParticipantIDs)
+		}
+	}
+	return out, nil
+}
+
+func (h *Handler) startDirect(ctx context.Context, a Actor, dir domain.Directory, other string) (Conversation, error) {
+	id := domain.DirectConversationID(a.ClinicID, a.UserID, other)
+	// Two people opening the same chat at once both expect "no stream"; the runner retries the
+	// loser, who then finds the chat and continues it.
+	res, conv, err := h.runConversation(ctx, a, id, h.opts.NewID(), dir,
+		domain.StartDirect{ConversationID: id, Me: a.UserID, Other: other})
+	if err != nil {
+		return Conversation{}, err
+	}
+	created := !res.Duplicate && len(res.Events) > 0
+	pair := []string{a.UserID, other}
+	if pair[1] < pair[0] {
+		pair[0], pair[1] = pair[1], pair[0]
+	}
+	out := Conversation{ID: id, Kind: domain.KindDirect, Participants: people(dir, pair), Created: created,
+		Position: positionOf(res, Position{})}
+	if created {
+		return out, nil
+	}
+	// Continuing it brings it back to the caller's chat list.
+	mres, err := h.runMember(ctx, a, conv, domain.Unarchive{UserID: a.UserID})
+	if err != nil {
+		return Conversation{}, err
+	}
+	if len(mres.Events) > 0 {
+		out.Position = positionOf(mres, out.Position)
+	}
+	return out, nil
+}
+
+func people(dir domain.Directory, ids []string) []Person {
+	out := make([]Person, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, Person{ID: id, Name: dir.Users[id].Name})
+	}
+	return out
+}
+
+// SendMessage posts a text message. With a clientMessageID, repeating the request returns the
+// message sent the first time and posts nothing.
+func (h *Handler) SendMessage(ctx context.Context, a Actor, conversationID, text, clientMessageID string) (Message, error) {
+	dir, err := h.loadDirectory(ctx, a.ClinicID)
+	if err != nil {
+		return Message{}, err
+	}
+	res, _, err := h.runConversation(ctx, a, conversationID, h.messageCommandID(a, conversationID, clientMessageID), dir,
+		domain.SendMessage{SenderID: a.UserID, Text: text, ClientMessageID: clientMessageID})
+	if err != nil {
+		return Message{}, err
+	}
+	return messageOf(conversationID, res)
+}
+
+func (h *Handler) messageCommandID(a Actor, conversationID, clientMessageID string) string {
+	if clientMessageID == "" {
+		return h.opts.NewID()
+	}
+	return deterministicID("msg", a.ClinicID, a.UserID, conversationID, clientMessageID)
+}
+
+// messageOf builds the API's message from an append result (for a repeated command: the first
+// run's events).
+func messageOf(conversationID string, res eventstore.AppendResult) (Message, error) {
+	for _, e := range res.Events {
+		ev, ok, err := decode(e)
+		if err != nil {
+			return Message{}, err
+		}
+		if !ok {
+			continue
+		}
+		pos := Position{StreamID: res.StreamID, Version: res.LastVersion}
+		switch m := ev.(type) {
+		case domain.MessageSent:
+			return Message{ID: m.MessageID, ConversationID: conversationID, SenderID: m.SenderID, Kind: "text",
+				Text: m.Text, SentAt: e.RecordedAt, Position: pos}, nil
+		case domain.FileShared:
+			return Message{ID: m.MessageID, ConversationID: conversationID, SenderID: m.SenderID, Kind: "file",
+				File:   &File{ID: m.FileID, Name: m.Name, Size: m.Size, ContentType: m.ContentType, SHA256: m.SHA256},
+				SentAt: e.RecordedAt, Position: pos}, nil
+		}
+	}
+	return Message{}, fmt.Errorf("append to %s: no message among the events written", res.StreamID)
+}
+
+// ShareFile streams a file into the blob store and posts it as a file message. The
+// conversation is checked before a byte is stored, so a refused sender never uploads 25 MiB
+// for nothing; the size limit is checked while streaming (file_too_large).
+func (h *Handler) ShareFile(ctx context.Context, a Actor, conversationID, name, clientMessageID string, r io.Reader) (Message, error) {
+	dir, err := h.loadDirectory(ctx, a.ClinicID)
+	if err != nil {
+		return Message{}, err
+	}
+	conv, err := h.loadConversation(ctx, a, conversationID)
+	if err != nil {
+		return Message{}, err
+	}
+	probe := domain.ShareFile{SenderID: a.UserID, FileID: "probe", Name: "probe", ContentType: "application/octet-stream",
+		SHA256: strings.Repeat("0", 64), ClientMessageID: clientMessageID}
+	if _, err := domain.DecideConversation(conv, dir, probe); err != nil {
+		return Message{}, err
+	}
+	fileID := h.opts.NewID()
+	info, err := h.blobs.Put(ctx, blobs.Upload{ID: fileID, ClinicID: a.ClinicID, ConversationID: conversationID,
+		UploaderID: a.UserID, Name: name, MaxBytes: h.opts.MaxFileBytes}, r)
+	if err != nil {
+		return Message{}, err
+	}
+	res, _, err := h.runConversation(ctx, a, conversationID, h.messageCommandID(a, conversationID, clientMessageID), dir,
+		domain.ShareFile{SenderID: a.UserID, FileID: info.ID, Name: info.Name, Size: info.Size,
+			ContentType: info.ContentType, SHA256: info.SHA256, ClientMessageID: clientMessageID})
+	if err != nil || res.Duplicate {
+		// Refused, or a repeat of a file message already sent (whose own file is the one
+		// shared): this upload is not needed.
+		if derr := h.blobs.Delete(context.WithoutCancel(ctx), a.ClinicID, fileID); derr != nil && err == nil {
+			err = derr
+		}
+	}
+	if err != nil {
+		return Message{}, err
+	}
+	return messageOf(conversationID, res)
+}
+
+// simple runs a conversation command that answers only with a position.
+func (h *Handler) simple(ctx context.Context, a Actor, conversationID string, cmd domain.ConversationCommand) (Position, error) {
+	dir, err := h.loadDirectory(ctx, a.ClinicID)
+	if err != nil {
+		return Position{}, err
+	}
+	res, _, err := h.runConversation(ctx, a, conversationID, h.opts.NewID(), dir, cmd)
+	if err != nil {
+		return Position{}, err
+	}
+	return positionOf(res, Position{StreamID: domain.ConversationStream(conversationID)}), nil
+}
+
+// RenameGroup gives a group a new title.
+func (h *Handler) RenameGroup(ctx context.Context, a Actor, conversationID, title string) (Position, error) {
+	return h.simple(ctx, a, conversationID, domain.RenameGroup{ActorID: a.UserID, Title: title})
+}
+
+// AddParticipant adds (or restores) a member of a group.
+func (h *Handler) AddParticipant(ctx context.Context, a Actor, conversationID, userID string) (Position, error) {
+	return h.simple(ctx, a, conversationID, domain.AddParticipant{ActorID: a.UserID, UserID: userID})
+}
+
+// RemoveParticipant removes another member from a group.
+func (h *Handler) RemoveParticipant(ctx context.Context, a Actor, conversationID, userID string) (Position, error) {
+	return h.simple(ctx, a, conversationID, domain.RemoveParticipant{ActorID: a.UserID, UserID: userID})
+}
+
+// LeaveGroup takes the caller out of a group (passing ownership on if they owned it).
+func (h *Handler) LeaveGroup(ctx context.Context, a Actor, conversationID string) (Position, error) {
+	return h.simple(ctx, a, conversationID, domain.LeaveGroup{ActorID: a.UserID})
+}
+
+// DeleteGroup deletes a group for every member.
+func (h *Handler) DeleteGroup(ctx context.Context, a Actor, conversationID string) (Position, error) {
+	return h.simple(ctx, a, conversationID, domain.DeleteGroup{ActorID: a.UserID})
+}
+
+// OpenFile returns a file's description if the caller can see the message that shared it: the
+// file's conversation is of their clinic, not deleted, and the FileShared event falls inside
+// one of their membership windows. Anything else is not_found.
+func (h *Handler) OpenFile(ctx context.Context, a Actor, fileID string) (blobs.Info, error) {
+	gone := &domain.Error{Code: domain.CodeNotFound, Message: "no such file"}
+	if !domain.ValidID(fileID) {
+		return blobs.Info{}, gone
+	}
+	info, err := h.blobs.Stat(ctx, a.ClinicID, fileID)
+	if err != nil {
+		return blobs.Info{}, err
+	}
+	conv, err := h.loadConversation(ctx, a, info.ConversationID)
+	if err != nil {
+		if domain.ErrorCode(err) == domain.CodeNotFound {
+			return blobs.Info{}, gone
+		}
+		return blobs.Info{}, err
+	}
+	version, shared := conv.Files[fileID]
+	if !shared || !conv.CanSee(a.UserID, version) {
+		return blobs.Info{}, gone
+	}
+	return info, nil
+}
+
+// CopyFile writes the bytes of a file OpenFile returned to w, chunk by chunk.
+func (h *Handler) CopyFile(ctx context.Context, info blobs.Info, w io.Writer) (int64, error) {
+	return h.blobs.WriteTo(ctx, info.ClinicID, info.ID, w)
+}

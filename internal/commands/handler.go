@@ -1,0 +1,189 @@
+package commands
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/huddle-chat/huddle/domain"
+	"github.com/huddle-chat/huddle/eventstore"
+	"github.com/huddle-chat/huddle/internal/blobs"
+)
+
+// Options tune a Handler. Zero values get defaults.
+type Options struct {
+	// MaxFileBytes bounds an uploaded file (default 25 MiB).
+	MaxFileBytes int64
+	// Now is the clock (default time.Now); the domain itself never reads the clock.
+	Now func() time.Time
+	// NewID mints ids for groups, files and commands (default: random UUIDs).
+	NewID func() string
+}
+
+// Handler runs every command of API.md.
+type Handler struct {
+	store *eventstore.Store
+	blobs *blobs.Store
+	opts  Options
+}
+
+// New returns a Handler appending to store and keeping file bytes in bs.
+func New(store *eventstore.Store, bs *blobs.Store, opts Options) *Handler {
+	if opts.MaxFileBytes <= 0 {
+		opts.MaxFileBytes = 25 << 20
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.NewID == nil {
+		opts.NewID = uuid.NewString
+	}
+	return &Handler{store: store, blobs: bs, opts: opts}
+}
+
+// Actor is who runs a command: the authenticated user, their clinic, and the request id that
+// correlates every event the request causes.
+type Actor struct {
+	UserID        string
+	ClinicID      string
+	CorrelationID string
+}
+
+// Position names the last event a command appended (or, when it changed nothing, the current
+// end of the stream it looked at): the API turns it into the Huddle-Position header.
+type Position struct {
+	StreamID string
+	Version  int64
+}
+
+func positionOf(res eventstore.AppendResult, fallback Position) Position {
+	if res.LastVersion < 1 {
+		return fallback
+	}
+	return Position{StreamID: res.StreamID, Version: res.LastVersion}
+}
+
+// Aggregates: how each decider's state is rebuilt from its stream. Snapshot versions must be
+// bumped whenever the state's JSON shape or the meaning of its Evolve changes.
+var (
+	directoryAggregate = eventstore.Aggregate[domain.Directory]{
+		Initial: domain.NewDirectory,
+		Evolve: func(d domain.Directory, e eventstore.RecordedEvent) (domain.Directory, error) {
+			ev, ok, err := decode(e)
+			if err != nil || !ok {
+				return d, err
+			}
+			return domain.EvolveDirectory(d, ev), nil
+		},
+		SnapshotVersion: 1,
+	}
+	conversationAggregate = eventstore.Aggregate[domain.Conversation]{
+		Initial: func() domain.Conversation { return domain.Conversation{} },
+		Evolve: func(c domain.Conversation, e eventstore.RecordedEvent) (domain.Conversation, error) {
+			ev, ok, err := decode(e)
+			if err != nil {
+				return c, err
+			}
+			if !ok {
+				c.Version = e.StreamVersion
+				return c, nil
+			}
+			c = domain.EvolveConversation(c, e.StreamVersion, ev)
+			if _, started := ev.(domain.ConversationStarted); started {
+				c.ClinicID = e.Metadata.ClinicID
+			}
+			return c, nil
+		},
+		SnapshotVersion: 1,
+	}
+	memberAggregate = eventstore.Aggregate[domain.Member]{
+		Initial: func() domain.Member { return domain.Member{Conversations: map[string]domain.MemberConversation{}} },
+		Evolve: func(m domain.Member, e eventstore.RecordedEvent) (domain.Member, error) {
+			ev, ok, err := decode(e)
+			if err != nil || !ok {
+				return m, err
+			}
+			return domain.EvolveMember(m, ev), nil
+		},
+		SnapshotVersion: 1,
+	}
+)
+
+// decode turns a recorded event into a domain event. ok is false for a type this version of
+// the domain does not know (a newer writer's event): it is skipped rather than failing every
+// command on the stream.
+func decode(e eventstore.RecordedEvent) (domain.Event, bool, error) {
+	ev, err := domain.Decode(e.Type, e.Data)
+	if err != nil {
+		if !domain.KnownEventType(e.Type) {
+			return nil, false, nil
+		}
+		return nil, false, fmt.Errorf("%s@%d: %w", e.StreamID, e.StreamVersion, err)
+	}
+	return ev, true, nil
+}
+
+// encode wraps domain events for the store with the metadata every event carries.
+func (h *Handler) encode(a Actor, commandID string, events []domain.Event) ([]eventstore.EventData, error) {
+	out := make([]eventstore.EventData, 0, len(events))
+	for _, e := range events {
+		typ, data, err := domain.Encode(e)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, eventstore.EventData{Type: typ, Data: data, Metadata: eventstore.Metadata{
+			ActorID: a.UserID, ClinicID: a.ClinicID, CorrelationID: a.CorrelationID,
+			// The command is what caused these events.
+			CausationID: commandID, CommandID: commandID,
+		}})
+	}
+	return out, nil
+}
+
+// deterministicID derives a command id from its parts, so a retried request names the same
+// command and the store answers it with the first run's result.
+func deterministicID(kind string, parts ...string) string {
+	h := sha256.New()
+	h.Write([]byte(kind))
+	for _, p := range parts {
+		h.Write([]byte{0})
+		h.Write([]byte(p))
+	}
+	return kind + "-" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+func notFound() error {
+	return &domain.Error{Code: domain.CodeNotFound, Message: "no such conversation"}
+}
+
+func (h *Handler) loadDirectory(ctx context.Context, clinicID string) (domain.Directory, error) {
+	d, _, err := eventstore.Load(ctx, h.store, domain.DirectoryStream(clinicID), directoryAggregate)
+	if err != nil {
+		return d, fmt.Errorf("load directory: %w", err)
+	}
+	return d, nil
+}
+
+// loadConversation loads a conversation of the actor's clinic. A conversation of another
+// clinic does not exist as far as the caller can tell.
+func (h *Handler) loadConversation(ctx context.Context, a Actor, id string) (domain.Conversation, error) {
+	if !domain.ValidID(id) {
+		return domain.Conversation{}, notFound()
+	}
+	c, _, err := eventstore.Load(ctx, h.store, domain.ConversationStream(id), conversationAggregate)
+	if err != nil {
+		return c, fmt.Errorf("load conversation: %w", err)
+	}
+	if !inClinic(c, a) {
+		return domain.Conversation{}, notFound()
+	}
+	return c, nil
+}
+
+func inClinic(c domain.Conversation, a Actor) bool {
+	return !c.Started() || c.ClinicID == a.ClinicID
+}
