@@ -47,6 +47,7 @@ type Options struct {
 type Cluster struct {
 	dir, dataDir, sockDir string
 	ownSockDir            bool // sockDir is a short temporary directory we must remove
+	attached              bool // another process started this server; Stop leaves it running
 	port                  int
 	log                   *slog.Logger
 	proc                  *os.Process
@@ -98,6 +99,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		log:     log,
 		exited:  make(chan struct{}),
 	}
+	if attached, err := c.attachOrClearStalePID(); err != nil || attached {
+		return c, err
+	}
 	if len(c.socketPath()) > maxSocketPath {
 		// A deep data directory (t.TempDir under a long test name) would overflow sun_path.
 		short, err := os.MkdirTemp("", "hpg")
@@ -112,10 +116,6 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 
 	if err := c.initdb(ctx, binDir, as, opts.Fsync); err != nil {
-		c.removeSockDir()
-		return nil, err
-	}
-	if err := c.clearStalePID(ctx); err != nil {
 		c.removeSockDir()
 		return nil, err
 	}
@@ -160,6 +160,9 @@ func (c *Cluster) CreateDatabase(ctx context.Context, name string) error {
 // checkpoint, exit) and waits for it. If ctx ends first it escalates to an immediate shutdown
 // (SIGQUIT), which the next start recovers from like a crash.
 func (c *Cluster) Stop(ctx context.Context) error {
+	if c.attached {
+		return nil
+	}
 	defer c.removeSockDir()
 	select {
 	case <-c.exited:
@@ -185,7 +188,12 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	return fmt.Errorf("pgcluster: fast shutdown did not finish in time, forced an immediate shutdown: %w", ctx.Err())
 }
 
-// Exited is closed when the server process has exited (after Stop, or if it died).
+// Attached reports whether Start found the server already running (started by another
+// process) and connected to it instead; Stop then leaves it running.
+func (c *Cluster) Attached() bool { return c.attached }
+
+// Exited is closed when the server process has exited (after Stop, or if it died); never for
+// an attached cluster.
 func (c *Cluster) Exited() <-chan struct{} { return c.exited }
 
 func (c *Cluster) socketPath() string {
@@ -236,39 +244,45 @@ func (c *Cluster) initdb(ctx context.Context, binDir string, as *runAs, fsync bo
 	return nil
 }
 
-// clearStalePID deals with a postmaster.pid left behind. If the server it names still runs on
-// this data directory (Huddle was killed and the server survived), it is shut down first. If the
-// pid is dead or now belongs to another program, the file is stale and removed: PostgreSQL would
-// otherwise refuse to start when the pid was reused.
-func (c *Cluster) clearStalePID(ctx context.Context) error {
+// attachOrClearStalePID deals with a postmaster.pid found in the data directory.
+//
+// If the server it names is alive on this directory, another Huddle process (say `huddle serve`
+// while `huddle migrate` or `huddle audit` starts) owns it: attach to it, and leave stopping it
+// to its owner. Servers do not outlive their owner: they get a parent-death signal.
+//
+// If the pid is dead, or now belongs to another program after a crash and a reboot, the file is
+// stale: remove it, since PostgreSQL refuses to start while the pid it names is alive.
+func (c *Cluster) attachOrClearStalePID() (attached bool, err error) {
 	pidFile := filepath.Join(c.dataDir, "postmaster.pid")
 	b, err := os.ReadFile(pidFile)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("pgcluster: read %s: %w", pidFile, err)
+		return false, fmt.Errorf("pgcluster: read %s: %w", pidFile, err)
 	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	pid, err := strconv.Atoi(strings.TrimSpace(line))
-	if err == nil && pid > 0 && c.isOurPostmaster(pid) {
-		c.log.Warn("a postgres from an earlier run still serves this data directory; stopping it", "pid", pid)
-		_ = syscall.Kill(pid, syscall.SIGINT)
-		for c.isOurPostmaster(pid) {
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("pgcluster: earlier postgres (pid %d) on %s did not stop: %w", pid, c.dataDir, ctx.Err())
-			case <-time.After(50 * time.Millisecond):
+	// Lines: pid, data dir, start time, port, socket dir, listen address, shmem key, status.
+	lines := strings.Split(string(b), "\n")
+	pid, _ := strconv.Atoi(strings.TrimSpace(lines[0]))
+	if pid > 0 && c.isOurPostmaster(pid) && len(lines) >= 5 {
+		port, err := strconv.Atoi(strings.TrimSpace(lines[3]))
+		sockDir := strings.TrimSpace(lines[4])
+		if err == nil && sockDir != "" {
+			c.port, c.sockDir, c.attached = port, sockDir, true
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := c.waitReady(ctx); err != nil {
+				return true, fmt.Errorf("pgcluster: attach to running postgres (pid %d) on %s: %w", pid, c.dataDir, err)
 			}
+			c.log.Info("attached to the postgres already serving this directory", "pid", pid, "dir", c.dir)
+			return true, nil
 		}
 	}
-	if _, err := os.Stat(pidFile); err == nil {
-		c.log.Warn("removing stale postmaster.pid from a crashed run", "dir", c.dataDir)
-		if err := os.Remove(pidFile); err != nil {
-			return fmt.Errorf("pgcluster: remove stale %s: %w", pidFile, err)
-		}
+	c.log.Warn("removing stale postmaster.pid from a crashed run", "dir", c.dataDir, "pid", pid)
+	if err := os.Remove(pidFile); err != nil {
+		return false, fmt.Errorf("pgcluster: remove stale %s: %w", pidFile, err)
 	}
-	return nil
+	return false, nil
 }
 
 // isOurPostmaster reports whether pid is a live process whose working directory is our data

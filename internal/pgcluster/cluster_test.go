@@ -128,19 +128,25 @@ func TestCluster_RecoversFromStalePIDFile(t *testing.T) {
 	}
 }
 
-func TestCluster_StopsOrphanedServerOfEarlierRun(t *testing.T) {
+func TestCluster_SecondStartAttachesToRunningServer(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "pg")
-	orphan := startCluster(t, dir)
-	// Start again on the same directory without stopping: as after a killed Huddle whose
-	// server survived. The new start must stop the old server and take over.
-	c := startCluster(t, dir)
-	defer stopCluster(t, c)
-	select {
-	case <-orphan.Exited():
-	case <-time.After(time.Minute):
-		t.Fatal("the earlier server was not stopped")
+	owner := startCluster(t, dir)
+	defer stopCluster(t, owner)
+	// As `huddle migrate` while `huddle serve` runs on the same data directory.
+	guest := startCluster(t, dir)
+	if !guest.Attached() {
+		t.Fatal("second Start did not attach")
 	}
-	if got := query(t, c.URL("postgres"), `SELECT 'up'`); got != "up" {
+	if guest.URL("postgres") != owner.URL("postgres") {
+		t.Errorf("attached URL %s, owner's %s", guest.URL("postgres"), owner.URL("postgres"))
+	}
+	stopCluster(t, guest)
+	select {
+	case <-owner.Exited():
+		t.Fatal("stopping the attached cluster stopped the owner's server")
+	default:
+	}
+	if got := query(t, owner.URL("postgres"), `SELECT 'up'`); got != "up" {
 		t.Fatal(got)
 	}
 }
@@ -166,5 +172,23 @@ func TestStart_MissingBinariesNamesBothFixes(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
 		}
+	}
+}
+
+func TestCluster_RestartsAfterServerCrash(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pg")
+	c := startCluster(t, dir)
+	if err := c.CreateDatabase(context.Background(), "app"); err != nil {
+		t.Fatal(err)
+	}
+	// SIGKILL: no shutdown checkpoint, postmaster.pid left behind naming a dead pid.
+	if err := c.proc.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-c.Exited()
+	c = startCluster(t, dir)
+	defer stopCluster(t, c)
+	if got := query(t, c.URL("app"), `SELECT current_database()`); got != "app" {
+		t.Fatal(got)
 	}
 }
