@@ -1,0 +1,51 @@
+package projections
+
+import (
+	"github.com/huddle-chat/huddle/domain"
+	"github.com/huddle-chat/huddle/eventstore"
+)
+
+// The directory projection: users, waiting rooms and room membership. The address book is not
+// stored: it is a join over room membership at query time (rooms are small), so a room change
+// never rewrites anyone's contact rows.
+var directoryTables = []string{"dir_users", "dir_rooms", "dir_room_members"}
+
+const (
+	sqlUserSet = `INSERT INTO dir_users (clinic_id, user_id, name, email, title, active)
+		VALUES ($1, $2, $3, $4, $5, true)
+		ON CONFLICT (clinic_id, user_id) DO UPDATE
+		SET name = EXCLUDED.name, email = EXCLUDED.email, title = EXCLUDED.title, active = true`
+	sqlUserDeactivated = `UPDATE dir_users SET active = false WHERE clinic_id = $1 AND user_id = $2`
+	sqlRoomNamed       = `INSERT INTO dir_rooms (clinic_id, room_id, name) VALUES ($1, $2, $3)
+		ON CONFLICT (clinic_id, room_id) DO UPDATE SET name = EXCLUDED.name`
+	sqlRoomMemberAdded = `INSERT INTO dir_room_members (clinic_id, room_id, user_id) VALUES ($1, $2, $3)
+		ON CONFLICT DO NOTHING`
+	sqlRoomMemberRemoved = `DELETE FROM dir_room_members WHERE clinic_id = $1 AND room_id = $2 AND user_id = $3`
+)
+
+func clinicOf(e eventstore.RecordedEvent) string {
+	if e.Metadata.ClinicID != "" {
+		return e.Metadata.ClinicID
+	}
+	if e.Category() == domain.CategoryDirectory {
+		return streamSuffix(e.StreamID)
+	}
+	return ""
+}
+
+func applyDirectory(b *stmts, e eventstore.RecordedEvent, ev domain.Event) error {
+	clinic := clinicOf(e)
+	switch v := ev.(type) {
+	case domain.UserProfileSet:
+		b.add(sqlUserSet, clinic, v.UserID, v.Name, v.Email, v.Title)
+	case domain.UserDeactivated:
+		b.add(sqlUserDeactivated, clinic, v.UserID)
+	case domain.RoomNamed:
+		b.add(sqlRoomNamed, clinic, v.RoomID, v.Name)
+	case domain.RoomMemberAdded:
+		b.add(sqlRoomMemberAdded, clinic, v.RoomID, v.UserID)
+	case domain.RoomMemberRemoved:
+		b.add(sqlRoomMemberRemoved, clinic, v.RoomID, v.UserID)
+	}
+	return nil
+}

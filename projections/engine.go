@@ -1,0 +1,422 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/huddle-chat/huddle/eventstore"
+	"github.com/huddle-chat/huddle/internal/natsbroker"
+)
+
+// Topic is the subject filter every projector consumes; each projection skips the categories
+// it does not read.
+const Topic = eventstore.SubjectPrefix + ">"
+
+// DurablePrefix names each projection's durable JetStream consumer ("huddle-projection-inbox").
+// Every instance uses the same name, so instances share one consumer per projection as a queue
+// group and a restart resumes from the last ack.
+const DurablePrefix = "huddle-projection-"
+
+// EventReader is what the engine needs of the event store (*eventstore.Store).
+type EventReader interface {
+	ReadAll(ctx context.Context, after eventstore.Checkpoint, limit int) ([]eventstore.RecordedEvent, error)
+	ReadStream(ctx context.Context, streamID string, fromVersion int64, limit int) ([]eventstore.RecordedEvent, error)
+}
+
+// poisonAfter is how many times an event may fail with a non-transient error before it is
+// recorded in projection_poison and skipped, so one bad event cannot wedge a projection.
+const poisonAfter = 5
+
+// Engine runs the projectors: one Watermill router handler per projection, each on its own
+// durable JetStream consumer.
+type Engine struct {
+	pool    *pgxpool.Pool
+	store   EventReader
+	natsURL string
+	log     *slog.Logger
+	m       *metrics
+
+	// AckWait is the JetStream ack wait of the consumers (default 30 s).
+	AckWait time.Duration
+	// StatusEvery is how often lag metrics are refreshed (default 5 s).
+	StatusEvery time.Duration
+
+	running atomic.Bool
+	waiters waiters
+
+	mu       sync.Mutex
+	failures map[string]int // event id → non-transient failures so far
+
+	// afterCommit, when set (tests), runs after an event's transaction committed and before
+	// the message is acked; an error then nacks it, as if the process died before acking.
+	afterCommit func(projection string, e eventstore.RecordedEvent) error
+}
+
+// NewEngine returns an engine that reads events from NATS at natsURL and fills gaps from store.
+func NewEngine(pool *pgxpool.Pool, store EventReader, natsURL string, log *slog.Logger, reg prometheus.Registerer) *Engine {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Engine{
+		pool:        pool,
+		store:       store,
+		natsURL:     natsURL,
+		log:         log.With("component", "projections"),
+		m:           newMetrics(reg),
+		AckWait:     30 * time.Second,
+		StatusEvery: 5 * time.Second,
+		waiters:     waiters{m: map[string][]*waiter{}},
+		failures:    map[string]int{},
+	}
+}
+
+// Run consumes events until ctx ends. It returns nil on a clean shutdown.
+func (e *Engine) Run(ctx context.Context) error {
+	wlog := watermill.NewSlogLogger(e.log)
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: e.AckWait}, wlog)
+	if err != nil {
+		return fmt.Errorf("projections: router: %w", err)
+	}
+	// No Retry/PoisonQueue middleware: a failing handler nacks, JetStream redelivers, and the
+	// handler itself counts non-transient failures and parks poison events (see handle).
+	router.AddMiddleware(middleware.Recoverer)
+	var subs []message.Subscriber
+	defer func() {
+		for _, s := range subs {
+			_ = s.Close()
+		}
+	}()
+	for _, p := range projections {
+		sub, err := natsbroker.NewSubscriber(e.natsURL, DurablePrefix+p.name, e.AckWait, wlog)
+		if err != nil {
+			return fmt.Errorf("projections: subscriber %s: %w", p.name, err)
+		}
+		subs = append(subs, sub)
+		router.AddConsumerHandler("projection-"+p.name, Topic, sub, e.handler(p))
+	}
+
+	statusCtx, stopStatus := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-router.Running():
+			e.running.Store(true)
+		case <-statusCtx.Done():
+		}
+	}()
+	go func() {
+		defer wg.Done()
+		e.refreshLoop(statusCtx)
+	}()
+	err = router.Run(ctx)
+	e.running.Store(false)
+	stopStatus()
+	wg.Wait()
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("projections: router: %w", err)
+	}
+	return nil
+}
+
+// Healthy reports whether every projector is subscribed and consuming.
+func (e *Engine) Healthy() bool { return e.running.Load() }
+
+func (e *Engine) handler(p *projection) message.NoPublishHandlerFunc {
+	return func(msg *message.Message) error {
+		ctx := msg.Context()
+		ev, err := eventstore.FromMessage(msg)
+		if err != nil {
+			// Not one of our events (or mangled in transit): nothing to apply, nothing to fill.
+			e.log.Error("projection: undecodable message skipped", "projection", p.name, "uuid", msg.UUID, "err", err)
+			e.m.poison.WithLabelValues(p.name).Inc()
+			return nil
+		}
+		if !p.handles(ev.StreamID) {
+			return nil
+		}
+		if err := e.applyLive(ctx, p, ev); err != nil {
+			if transient(err) || ctx.Err() != nil {
+				e.log.Warn("projection: apply failed, will retry", "projection", p.name, "stream", ev.StreamID, "version", ev.StreamVersion, "err", err)
+				return err
+			}
+			if n := e.fail(ev.EventID); n < poisonAfter {
+				e.log.Warn("projection: apply failed", "projection", p.name, "stream", ev.StreamID, "version", ev.StreamVersion, "attempt", n, "err", err)
+				return err
+			}
+			if perr := e.park(ctx, p, ev, err); perr != nil {
+				return errors.Join(err, perr)
+			}
+			e.clearFailures(ev.EventID)
+		}
+		if e.afterCommit != nil {
+			if err := e.afterCommit(p.name, ev); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// applyLive applies one delivered event (and any of its stream's events it finds missing) in
+// one transaction, then wakes WaitFor callers.
+func (e *Engine) applyLive(ctx context.Context, p *projection, ev eventstore.RecordedEvent) error {
+	applied, last, err := e.applyStream(ctx, p, ev)
+	if err != nil {
+		return err
+	}
+	if applied == 0 {
+		e.m.duplicates.WithLabelValues(p.name).Inc()
+		return nil
+	}
+	e.m.applied.WithLabelValues(p.name).Add(float64(applied))
+	e.waiters.notify(p.name, ev.StreamID, last.StreamVersion)
+	return nil
+}
+
+const (
+	sqlLockProjectionShared = `SELECT pg_advisory_xact_lock_shared($1)`
+	sqlLockProjection       = `SELECT pg_advisory_xact_lock($1)`
+	sqlEnsureCheckpoint     = `INSERT INTO projection_checkpoints (projection, stream_id, version) VALUES ($1, $2, 0)
+		ON CONFLICT DO NOTHING`
+	sqlLockCheckpoint = `SELECT version FROM projection_checkpoints WHERE projection = $1 AND stream_id = $2 FOR UPDATE`
+	sqlSetCheckpoint  = `UPDATE projection_checkpoints SET version = $3, position = greatest(position, $4), recorded_at = $5
+		WHERE projection = $1 AND stream_id = $2`
+	sqlCheckpoint = `SELECT coalesce((SELECT version FROM projection_checkpoints WHERE projection = $1 AND stream_id = $2), 0)`
+)
+
+// applyStream runs the per-stream protocol in one transaction: lock the stream's checkpoint
+// row, skip a duplicate, fill a gap from the store, apply, advance the checkpoint, commit.
+// It returns how many events it applied and the last one.
+func (e *Engine) applyStream(ctx context.Context, p *projection, ev eventstore.RecordedEvent) (int, eventstore.RecordedEvent, error) {
+	tx, err := e.pool.Begin(ctx)
+	if err != nil {
+		return 0, ev, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
+	// Shared: appliers of a projection run concurrently; a rebuild's swap takes it exclusively.
+	if _, err := tx.Exec(ctx, sqlLockProjectionShared, lockKey(p.name)); err != nil {
+		return 0, ev, fmt.Errorf("lock projection: %w", err)
+	}
+	if _, err := tx.Exec(ctx, sqlEnsureCheckpoint, p.name, ev.StreamID); err != nil {
+		return 0, ev, fmt.Errorf("checkpoint row: %w", err)
+	}
+	var version int64
+	if err := tx.QueryRow(ctx, sqlLockCheckpoint, p.name, ev.StreamID).Scan(&version); err != nil {
+		return 0, ev, fmt.Errorf("lock checkpoint: %w", err)
+	}
+	if ev.StreamVersion <= version {
+		return 0, ev, nil // duplicate or older redelivery: already applied
+	}
+	events := []eventstore.RecordedEvent{ev}
+	if ev.StreamVersion > version+1 {
+		// A gap: events of this stream never arrived (lost retention, reordering). The store
+		// is the record; read them, and this one, from it.
+		events, err = e.store.ReadStream(ctx, ev.StreamID, version+1, int(ev.StreamVersion-version))
+		if err != nil {
+			return 0, ev, fmt.Errorf("fill gap %s %d..%d: %w", ev.StreamID, version+1, ev.StreamVersion, err)
+		}
+		if len(events) == 0 || events[len(events)-1].StreamVersion != ev.StreamVersion {
+			return 0, ev, fmt.Errorf("fill gap %s: store returned %d events, want up to version %d", ev.StreamID, len(events), ev.StreamVersion)
+		}
+		e.m.gaps.WithLabelValues(p.name).Inc()
+		e.log.Info("projection: filled gap from store", "projection", p.name, "stream", ev.StreamID,
+			"from", version+1, "to", ev.StreamVersion)
+	}
+	var b stmts
+	for _, x := range events {
+		if err := p.applyEvent(&b, x); err != nil {
+			return 0, ev, err
+		}
+	}
+	if err := b.send(ctx, tx); err != nil {
+		return 0, ev, err
+	}
+	last := events[len(events)-1]
+	if _, err := tx.Exec(ctx, sqlSetCheckpoint, p.name, ev.StreamID, last.StreamVersion, last.Position, last.RecordedAt); err != nil {
+		return 0, ev, fmt.Errorf("set checkpoint: %w", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, ev, fmt.Errorf("commit: %w", err)
+	}
+	return len(events), last, nil
+}
+
+// park records an event that keeps failing and advances the stream past it, so the projection
+// moves on; the read model is then knowingly incomplete until the cause is fixed and it is
+// rebuilt. Logged and counted.
+func (e *Engine) park(ctx context.Context, p *projection, ev eventstore.RecordedEvent, cause error) error {
+	e.log.Error("projection: poison event skipped", "projection", p.name, "stream", ev.StreamID,
+		"version", ev.StreamVersion, "event_id", ev.EventID, "type", ev.Type, "err", cause)
+	e.m.poison.WithLabelValues(p.name).Inc()
+	return pgx.BeginFunc(ctx, e.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, sqlLockProjectionShared, lockKey(p.name)); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO projection_poison (projection, stream_id, version, event_id, event_type, error)
+			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
+			p.name, ev.StreamID, ev.StreamVersion, ev.EventID, ev.Type, cause.Error()); err != nil {
+			return fmt.Errorf("record poison: %w", err)
+		}
+		if _, err := tx.Exec(ctx, sqlEnsureCheckpoint, p.name, ev.StreamID); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `UPDATE projection_checkpoints SET version = greatest(version, $3)
+			WHERE projection = $1 AND stream_id = $2`, p.name, ev.StreamID, ev.StreamVersion)
+		return err
+	})
+}
+
+func (e *Engine) fail(eventID string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.failures[eventID]++
+	return e.failures[eventID]
+}
+
+func (e *Engine) clearFailures(eventID string) {
+	e.mu.Lock()
+	delete(e.failures, eventID)
+	e.mu.Unlock()
+}
+
+// transient reports errors worth retrying forever: anything but a statement the database
+// rejected for its data (SQLSTATE classes 22 data exception, 23 integrity violation) or an
+// event we cannot decode.
+func transient(err error) bool {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return !(len(pg.Code) == 5 && (pg.Code[:2] == "22" || pg.Code[:2] == "23"))
+	}
+	var de *decodeError
+	return !errors.As(err, &de)
+}
+
+// decodeError marks an event whose data does not decode.
+type decodeError struct{ err error }
+
+func (d *decodeError) Error() string { return d.err.Error() }
+func (d *decodeError) Unwrap() error { return d.err }
+
+// lockKey is the advisory lock id of a projection: applying takes it shared, a rebuild's swap
+// exclusive.
+func lockKey(projection string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("huddle-projection:" + projection))
+	return int64(h.Sum64() >> 1)
+}
+
+// WaitFor blocks until every projection reading streamID has applied version (read-your-writes),
+// or ctx ends. It wakes on this instance's commits and rechecks the checkpoint table with a
+// backoff, for events another instance applies.
+func (e *Engine) WaitFor(ctx context.Context, streamID string, version int64) error {
+	for _, p := range projectionsFor(streamID) {
+		if err := e.waitFor(ctx, p, streamID, version); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (e *Engine) waitFor(ctx context.Context, p *projection, streamID string, version int64) error {
+	backoff := 50 * time.Millisecond
+	for {
+		w := e.waiters.add(p.name, streamID, version)
+		var applied int64
+		if err := e.pool.QueryRow(ctx, sqlCheckpoint, p.name, streamID).Scan(&applied); err != nil {
+			e.waiters.remove(p.name, streamID, w)
+			return fmt.Errorf("wait for %s@%d: %w", streamID, version, err)
+		}
+		if applied >= version {
+			e.waiters.remove(p.name, streamID, w)
+			return nil
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-w.ch:
+			t.Stop()
+			return nil
+		case <-t.C:
+			e.waiters.remove(p.name, streamID, w)
+			backoff = min(backoff*2, time.Second)
+		case <-ctx.Done():
+			t.Stop()
+			e.waiters.remove(p.name, streamID, w)
+			return ctx.Err()
+		}
+	}
+}
+
+// waiters is a per-stream broadcast: notify closes the channel of every waiter whose version
+// has been reached.
+type waiters struct {
+	mu sync.Mutex
+	m  map[string][]*waiter
+}
+
+type waiter struct {
+	version int64
+	ch      chan struct{}
+}
+
+func (ws *waiters) add(projection, streamID string, version int64) *waiter {
+	w := &waiter{version: version, ch: make(chan struct{})}
+	ws.mu.Lock()
+	k := projection + "\x00" + streamID
+	ws.m[k] = append(ws.m[k], w)
+	ws.mu.Unlock()
+	return w
+}
+
+func (ws *waiters) remove(projection, streamID string, w *waiter) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	k := projection + "\x00" + streamID
+	list := ws.m[k]
+	for i, x := range list {
+		if x == w {
+			list = append(list[:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(ws.m, k)
+	} else {
+		ws.m[k] = list
+	}
+}
+
+func (ws *waiters) notify(projection, streamID string, version int64) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	k := projection + "\x00" + streamID
+	list := ws.m[k]
+	keep := list[:0]
+	for _, w := range list {
+		if w.version <= version {
+			close(w.ch)
+		} else {
+			keep = append(keep, w)
+		}
+	}
+	if len(keep) == 0 {
+		delete(ws.m, k)
+	} else {
+		ws.m[k] = keep
+	}
+}

@@ -1,0 +1,208 @@
+package projections
+
+import (
+	"unicode/utf8"
+
+	"github.com/huddle-chat/huddle/domain"
+	"github.com/huddle-chat/huddle/eventstore"
+)
+
+// The inbox projection: conversations, participants, visibility windows, messages, one inbox
+// row per user and conversation, and each user's own choices (member_prefs).
+//
+// Conversation events and member events come from different streams, so their relative
+// delivery order is not fixed. The design keeps the result independent of it:
+//   - muted, archived and the read marker live in member_prefs, joined at query time;
+//   - a message increments a member's unread count only if it lies beyond their read marker,
+//     and moving the marker recounts from messages, so marker and messages commute;
+//   - "a message from someone else unarchives" is stored as the message's global position
+//     (inbox.unarchive_position) and compared with the archive's position at query time, so an
+//     archive and a message give the same answer in either order.
+//
+// The one order-dependent input left is whether the conversation was muted when a message was
+// applied (domain.ShouldUnarchiveOnMessage's muted argument): see the ADR.
+var inboxTables = []string{"conversations", "participants", "visibility", "messages", "inbox", "member_prefs"}
+
+// System message events, the "event" of a Message's system object.
+const (
+	SystemParticipantAdded   = "participant_added"
+	SystemParticipantRemoved = "participant_removed"
+	SystemParticipantLeft    = "participant_left"
+	SystemGroupRenamed       = "group_renamed"
+	SystemOwnershipPassed    = "ownership_passed"
+)
+
+const previewRunes = 120
+
+const (
+	sqlConvStarted = `INSERT INTO conversations (clinic_id, conversation_id, kind, title, owner_id, started_by, started_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7)`
+	sqlConvParticipants = `INSERT INTO participants (clinic_id, conversation_id, user_id, role, state, join_order, joined_version)
+		SELECT $1, $2, u, CASE WHEN u = $3 THEN 'owner' ELSE 'member' END, 'active', ord, $4
+		FROM unnest($5::text[]) WITH ORDINALITY AS t(u, ord)
+		ON CONFLICT DO NOTHING`
+	sqlConvVisibility = `INSERT INTO visibility (clinic_id, conversation_id, user_id, from_version)
+		SELECT $1, $2, u, $3 FROM unnest($4::text[]) AS t(u)
+		ON CONFLICT DO NOTHING`
+	sqlConvInbox = `INSERT INTO inbox (clinic_id, user_id, conversation_id, membership, last_activity_at)
+		SELECT $1, u, $2, 'active', $3 FROM unnest($4::text[]) AS t(u)
+		ON CONFLICT DO NOTHING`
+
+	sqlInsertMessage = `INSERT INTO messages (clinic_id, conversation_id, version, message_id, sender_id, kind, text,
+		file_id, file_name, file_size, file_content_type, file_sha256,
+		system_event, system_actor_id, system_subject_id, sent_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`
+
+	// sqlFanOut updates every active member's inbox row for a new message in one statement.
+	// $7 says whether the message counts (text or file: unread, unarchive); it counts for
+	// everyone but the sender whose read marker is before it.
+	sqlFanOut = `UPDATE inbox i SET
+		last_message_id = $3, last_message_sender_id = $4, last_message_preview = $5,
+		last_message_at = $6, last_activity_at = greatest(i.last_activity_at, $6),
+		unread_count = i.unread_count + CASE WHEN $7 AND i.user_id <> $4 AND $8 > coalesce(
+			(SELECT p.read_version FROM member_prefs p
+			 WHERE p.clinic_id = i.clinic_id AND p.user_id = i.user_id AND p.conversation_id = i.conversation_id), 0)
+			THEN 1 ELSE 0 END,
+		unarchive_position = CASE WHEN $7 AND i.user_id <> $4 AND NOT coalesce(
+			(SELECT p.muted FROM member_prefs p
+			 WHERE p.clinic_id = i.clinic_id AND p.user_id = i.user_id AND p.conversation_id = i.conversation_id), false)
+			THEN greatest(i.unarchive_position, $9) ELSE i.unarchive_position END
+		WHERE i.clinic_id = $1 AND i.conversation_id = $2 AND i.membership = 'active'`
+
+	sqlParticipantAdded = `INSERT INTO participants (clinic_id, conversation_id, user_id, role, state, join_order, joined_version)
+		VALUES ($1, $2, $3, 'member', 'active',
+			(SELECT coalesce(max(join_order), 0) + 1 FROM participants WHERE clinic_id = $1 AND conversation_id = $2), $4)
+		ON CONFLICT (clinic_id, conversation_id, user_id) DO UPDATE
+		SET state = 'active', joined_version = EXCLUDED.joined_version`
+	sqlVisibilityOpen = `INSERT INTO visibility (clinic_id, conversation_id, user_id, from_version)
+		VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING`
+	sqlInboxJoin = `INSERT INTO inbox (clinic_id, user_id, conversation_id, membership, last_activity_at)
+		VALUES ($1, $3, $2, 'active', $4)
+		ON CONFLICT (clinic_id, user_id, conversation_id) DO UPDATE
+		SET membership = 'active', last_activity_at = greatest(inbox.last_activity_at, EXCLUDED.last_activity_at)`
+
+	sqlParticipantGone = `UPDATE participants SET state = $4
+		WHERE clinic_id = $1 AND conversation_id = $2 AND user_id = $3`
+	sqlVisibilityClose = `UPDATE visibility SET to_version = $4
+		WHERE clinic_id = $1 AND conversation_id = $2 AND user_id = $3 AND to_version IS NULL`
+	sqlInboxGone = `UPDATE inbox SET membership = $4
+		WHERE clinic_id = $1 AND user_id = $3 AND conversation_id = $2`
+
+	sqlOwnerRoles = `UPDATE participants SET role = CASE WHEN user_id = $4 THEN 'owner' ELSE 'member' END
+		WHERE clinic_id = $1 AND conversation_id = $2 AND user_id IN ($3, $4)`
+	sqlOwner     = `UPDATE conversations SET owner_id = $3 WHERE clinic_id = $1 AND conversation_id = $2`
+	sqlRename    = `UPDATE conversations SET title = $3 WHERE clinic_id = $1 AND conversation_id = $2`
+	sqlDeleted   = `UPDATE conversations SET deleted = true WHERE clinic_id = $1 AND conversation_id = $2`
+	sqlPrefMuted = `INSERT INTO member_prefs (clinic_id, user_id, conversation_id, muted) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (clinic_id, user_id, conversation_id) DO UPDATE SET muted = EXCLUDED.muted`
+	sqlPrefArchived = `INSERT INTO member_prefs (clinic_id, user_id, conversation_id, archived, archived_position)
+		VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (clinic_id, user_id, conversation_id) DO UPDATE
+		SET archived = EXCLUDED.archived,
+		    archived_position = CASE WHEN EXCLUDED.archived THEN EXCLUDED.archived_position ELSE member_prefs.archived_position END`
+	sqlPrefRead = `INSERT INTO member_prefs (clinic_id, user_id, conversation_id, read_version) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (clinic_id, user_id, conversation_id) DO UPDATE SET read_version = EXCLUDED.read_version`
+	// sqlRecountUnread recomputes one user's unread count after their read marker moved: text
+	// and file messages from others after the marker, inside the user's visibility windows.
+	sqlRecountUnread = `UPDATE inbox i SET unread_count = (
+			SELECT count(*) FROM messages m
+			WHERE m.clinic_id = i.clinic_id AND m.conversation_id = i.conversation_id
+			  AND m.version > $4 AND m.kind <> 'system' AND m.sender_id <> i.user_id
+			  AND EXISTS (SELECT 1 FROM visibility v
+			      WHERE v.clinic_id = m.clinic_id AND v.conversation_id = m.conversation_id AND v.user_id = i.user_id
+			        AND m.version >= v.from_version AND (v.to_version IS NULL OR m.version <= v.to_version)))
+		WHERE i.clinic_id = $1 AND i.user_id = $2 AND i.conversation_id = $3`
+)
+
+func applyInbox(b *stmts, e eventstore.RecordedEvent, ev domain.Event) error {
+	clinic := clinicOf(e)
+	id := streamSuffix(e.StreamID)
+	at := e.RecordedAt.UTC()
+	v := e.StreamVersion
+	switch x := ev.(type) {
+	case domain.ConversationStarted:
+		owner := x.OwnerID
+		b.add(sqlConvStarted, clinic, id, x.Kind, x.Title, owner, x.StartedBy, at)
+		b.add(sqlConvParticipants, clinic, id, owner, v, x.ParticipantIDs)
+		b.add(sqlConvVisibility, clinic, id, v, x.ParticipantIDs)
+		b.add(sqlConvInbox, clinic, id, at, x.ParticipantIDs)
+	case domain.MessageSent:
+		b.add(sqlInsertMessage, clinic, id, v, x.MessageID, x.SenderID, "text", x.Text,
+			nil, nil, nil, nil, nil, nil, nil, nil, at)
+		b.add(sqlFanOut, clinic, id, x.MessageID, x.SenderID, preview(x.Text), at, true, v, e.Position)
+	case domain.FileShared:
+		b.add(sqlInsertMessage, clinic, id, v, x.MessageID, x.SenderID, "file", "",
+			x.FileID, x.Name, x.Size, x.ContentType, x.SHA256, nil, nil, nil, at)
+		b.add(sqlFanOut, clinic, id, x.MessageID, x.SenderID, preview(x.Name), at, true, v, e.Position)
+	case domain.ParticipantAdded:
+		b.add(sqlParticipantAdded, clinic, id, x.UserID, v)
+		b.add(sqlVisibilityOpen, clinic, id, x.UserID, v)
+		b.add(sqlInboxJoin, clinic, id, x.UserID, at)
+		systemMessage(b, e, clinic, id, SystemParticipantAdded, x.AddedBy, x.UserID)
+	case domain.ParticipantRemoved:
+		systemMessage(b, e, clinic, id, SystemParticipantRemoved, x.RemovedBy, x.UserID)
+		b.add(sqlParticipantGone, clinic, id, x.UserID, "removed")
+		b.add(sqlVisibilityClose, clinic, id, x.UserID, v)
+		b.add(sqlInboxGone, clinic, id, x.UserID, "removed")
+	case domain.ParticipantLeft:
+		systemMessage(b, e, clinic, id, SystemParticipantLeft, x.UserID, x.UserID)
+		b.add(sqlParticipantGone, clinic, id, x.UserID, "left")
+		b.add(sqlVisibilityClose, clinic, id, x.UserID, v)
+		b.add(sqlInboxGone, clinic, id, x.UserID, "left")
+	case domain.OwnershipPassed:
+		b.add(sqlOwnerRoles, clinic, id, x.FromUserID, x.ToUserID)
+		b.add(sqlOwner, clinic, id, x.ToUserID)
+		systemMessage(b, e, clinic, id, SystemOwnershipPassed, x.FromUserID, x.ToUserID)
+	case domain.GroupRenamed:
+		b.add(sqlRename, clinic, id, x.Title)
+		systemMessage(b, e, clinic, id, SystemGroupRenamed, x.RenamedBy, "")
+	case domain.GroupDeleted:
+		b.add(sqlDeleted, clinic, id)
+
+	case domain.ConversationMuted:
+		b.add(sqlPrefMuted, clinic, id, x.ConversationID, true)
+	case domain.ConversationUnmuted:
+		b.add(sqlPrefMuted, clinic, id, x.ConversationID, false)
+	case domain.ConversationArchived:
+		b.add(sqlPrefArchived, clinic, id, x.ConversationID, true, e.Position)
+	case domain.ConversationUnarchived:
+		b.add(sqlPrefArchived, clinic, id, x.ConversationID, false, e.Position)
+	case domain.ReadMarkerMoved:
+		b.add(sqlPrefRead, clinic, id, x.ConversationID, x.UpToVersion)
+		b.add(sqlRecountUnread, clinic, id, x.ConversationID, x.UpToVersion)
+	}
+	return nil
+}
+
+// systemMessage stores a system message (its id is the event id) and shows it as every active
+// member's last message. It never counts as unread.
+func systemMessage(b *stmts, e eventstore.RecordedEvent, clinic, conv, event, actor, subject string) {
+	at := e.RecordedAt.UTC()
+	b.add(sqlInsertMessage, clinic, conv, e.StreamVersion, e.EventID, actor, "system", "",
+		nil, nil, nil, nil, nil, event, actor, subject, at)
+	b.add(sqlFanOut, clinic, conv, e.EventID, actor, systemPreview(event), at, false, e.StreamVersion, e.Position)
+}
+
+func preview(s string) string {
+	if utf8.RuneCountInString(s) <= previewRunes {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:previewRunes]) + "…"
+}
+
+func systemPreview(event string) string {
+	switch event {
+	case SystemParticipantAdded:
+		return "added a participant"
+	case SystemParticipantRemoved:
+		return "removed a participant"
+	case SystemParticipantLeft:
+		return "left the group"
+	case SystemGroupRenamed:
+		return "renamed the group"
+	case SystemOwnershipPassed:
+		return "passed on ownership"
+	}
+	return event
+}

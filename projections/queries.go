@@ -1,0 +1,541 @@
+package projections
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Errors the queries return; the API maps them to 404 and 400.
+var (
+	// ErrNotFound: the caller never took part in the conversation, it was deleted, or the
+	// message is not one the caller can see.
+	ErrNotFound = errors.New("not found")
+	// ErrBadCursor: a pagination cursor this server did not issue.
+	ErrBadCursor = errors.New("malformed cursor")
+)
+
+// MaxLimit bounds every page; DefaultLimit is used when the caller gives none.
+const (
+	MaxLimit     = 100
+	DefaultLimit = 20
+)
+
+// Queries answers the read side of API.md from the read models.
+type Queries struct{ pool *pgxpool.Pool }
+
+// NewQueries returns the read-side queries over pool.
+func NewQueries(pool *pgxpool.Pool) *Queries { return &Queries{pool: pool} }
+
+// Contact is one entry of the address book.
+type Contact struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Email string `json:"email"`
+	Title string `json:"title"`
+}
+
+// ParticipantRef is a participant as a conversation summary lists them.
+type ParticipantRef struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+}
+
+// Participant is a participant as the conversation details list them.
+type Participant struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Email string `json:"email"`
+	Role  string `json:"role"`
+	// State is active, left or removed (details list everyone who took part).
+	State string `json:"state"`
+}
+
+// LastMessage is a summary's preview of the latest message the caller can see.
+type LastMessage struct {
+	ID       string    `json:"id"`
+	SenderID string    `json:"sender_id"`
+	Preview  string    `json:"preview"`
+	SentAt   time.Time `json:"sent_at"`
+}
+
+// Summary is one conversation as the caller's chat list shows it.
+type Summary struct {
+	ID   string `json:"id"`
+	Kind string `json:"kind"`
+	// Title is the group's title; for a direct chat, the other person's name.
+	Title string `json:"title"`
+	// OwnerID is null for direct chats.
+	OwnerID        *string          `json:"owner_id"`
+	Participants   []ParticipantRef `json:"participants"`
+	LastMessage    *LastMessage     `json:"last_message"`
+	LastActivityAt time.Time        `json:"last_activity_at"`
+	UnreadCount    int              `json:"unread_count"`
+	Muted          bool             `json:"muted"`
+	Archived       bool             `json:"archived"`
+	Membership     string           `json:"membership"`
+	CanSend        bool             `json:"can_send"`
+}
+
+// Conversation is a summary with full participant details.
+type Conversation struct {
+	Summary
+	Participants []Participant `json:"participants"`
+}
+
+// ConversationPage is one page of the chat list.
+type ConversationPage struct {
+	Conversations []Summary `json:"conversations"`
+	NextCursor    string    `json:"next_cursor,omitempty"`
+}
+
+// FileRef describes a shared file; the bytes are served by GET /v1/files/{id}.
+type FileRef struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Size        int64  `json:"size"`
+	ContentType string `json:"content_type"`
+	SHA256      string `json:"sha256"`
+}
+
+// SystemInfo describes what a system message records.
+type SystemInfo struct {
+	Event     string `json:"event"`
+	ActorID   string `json:"actor_id"`
+	SubjectID string `json:"subject_id"`
+}
+
+// Message is one message of a conversation.
+type Message struct {
+	ID       string      `json:"id"`
+	SenderID string      `json:"sender_id"`
+	Kind     string      `json:"kind"`
+	Text     string      `json:"text"`
+	File     *FileRef    `json:"file,omitempty"`
+	System   *SystemInfo `json:"system,omitempty"`
+	SentAt   time.Time   `json:"sent_at"`
+	// Version is the message's position in its conversation (not part of the JSON).
+	Version int64 `json:"-"`
+}
+
+// MessagePage is one page of messages, oldest first.
+type MessagePage struct {
+	Messages   []Message `json:"messages"`
+	NextCursor string    `json:"next_cursor,omitempty"`
+}
+
+// UnreadConversation is one conversation with unread messages.
+type UnreadConversation struct {
+	ID          string `json:"id"`
+	UnreadCount int    `json:"unread_count"`
+	Muted       bool   `json:"muted"`
+}
+
+// Unread is the body of GET /v1/unread.
+type Unread struct {
+	Total               int                  `json:"total"`
+	TotalIncludingMuted int                  `json:"total_including_muted"`
+	Conversations       []UnreadConversation `json:"conversations"`
+}
+
+// likePattern turns a search string into a case-insensitive substring LIKE pattern ("" for
+// none), escaping LIKE's metacharacters.
+func likePattern(q string) string {
+	q = strings.ToLower(strings.TrimSpace(q))
+	if q == "" {
+		return ""
+	}
+	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
+	return "%" + r.Replace(q) + "%"
+}
+
+func clampLimit(limit int) int {
+	if limit <= 0 {
+		return DefaultLimit
+	}
+	return min(limit, MaxLimit)
+}
+
+const sqlContacts = `SELECT u.user_id, u.name, u.email, u.title FROM dir_users u
+	WHERE u.clinic_id = $1 AND u.active AND u.user_id <> $2
+	  AND EXISTS (SELECT 1 FROM dir_users me WHERE me.clinic_id = $1 AND me.user_id = $2 AND me.active)
+	  AND EXISTS (SELECT 1 FROM dir_room_members a
+	      JOIN dir_room_members b ON b.clinic_id = a.clinic_id AND b.room_id = a.room_id
+	      WHERE a.clinic_id = $1 AND a.user_id = $2 AND b.user_id = u.user_id)
+	  AND ($3 = '' OR lower(u.name) LIKE $3 ESCAPE '\' OR lower(u.email) LIKE $3 ESCAPE '\')
+	ORDER BY lower(u.name), u.user_id
+	LIMIT $4`
+
+// Contacts returns the caller's address book: active users sharing a waiting room with them,
+// never themselves, whose name or email contains q (case-insensitive), by name.
+func (q *Queries) Contacts(ctx context.Context, clinicID, userID, search string, limit int) ([]Contact, error) {
+	rows, err := q.pool.Query(ctx, sqlContacts, clinicID, userID, likePattern(search), clampLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("contacts: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Contact, error) {
+		var c Contact
+		err := r.Scan(&c.ID, &c.Name, &c.Email, &c.Title)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("contacts: %w", err)
+	}
+	if out == nil {
+		out = []Contact{}
+	}
+	return out, nil
+}
+
+// archivedExpr is the effective archived flag: archived by the member, and no message from
+// someone else (while unmuted) arrived after that archive.
+const archivedExpr = `(coalesce(p.archived, false) AND coalesce(p.archived_position, 0) > i.unarchive_position)`
+
+const sqlSummaryFrom = `SELECT c.conversation_id, c.kind, c.title, c.owner_id, i.membership,
+		i.last_message_id, i.last_message_sender_id, i.last_message_preview, i.last_message_at,
+		i.last_activity_at, i.unread_count, coalesce(p.muted, false), ` + archivedExpr + `
+	FROM inbox i
+	JOIN conversations c ON c.clinic_id = i.clinic_id AND c.conversation_id = i.conversation_id
+	LEFT JOIN member_prefs p ON p.clinic_id = i.clinic_id AND p.user_id = i.user_id AND p.conversation_id = i.conversation_id
+	WHERE i.clinic_id = $1 AND i.user_id = $2 AND NOT c.deleted`
+
+const sqlListConversations = sqlSummaryFrom + `
+	  AND ($3::boolean IS NULL OR ` + archivedExpr + ` = $3)
+	  AND ($4 = '' OR lower(c.title) LIKE $4 ESCAPE '\' OR EXISTS (
+	      SELECT 1 FROM participants pp
+	      JOIN dir_users u ON u.clinic_id = pp.clinic_id AND u.user_id = pp.user_id
+	      WHERE pp.clinic_id = i.clinic_id AND pp.conversation_id = i.conversation_id
+	        AND pp.user_id <> i.user_id AND lower(u.name) LIKE $4 ESCAPE '\'))
+	  AND ($5::timestamptz IS NULL OR (i.last_activity_at, i.conversation_id) < ($5, $6))
+	ORDER BY i.last_activity_at DESC, i.conversation_id DESC
+	LIMIT $7`
+
+const sqlGetConversation = sqlSummaryFrom + ` AND i.conversation_id = $3`
+
+const sqlParticipants = `SELECT pp.conversation_id, pp.user_id, coalesce(u.name, ''), coalesce(u.email, ''), pp.role, pp.state
+	FROM participants pp
+	LEFT JOIN dir_users u ON u.clinic_id = pp.clinic_id AND u.user_id = pp.user_id
+	WHERE pp.clinic_id = $1 AND pp.conversation_id = ANY($2)
+	ORDER BY pp.conversation_id, pp.join_order`
+
+// ListOptions filter and page the chat list.
+type ListOptions struct {
+	// Archived selects archived (true) or not archived (false) conversations; nil: both.
+	Archived *bool
+	// Q filters by title or participant name (case-insensitive substring).
+	Q      string
+	Limit  int
+	Cursor string
+}
+
+type listCursor struct {
+	At time.Time `json:"t"`
+	ID string    `json:"id"`
+}
+
+func encodeCursor(v any) string {
+	raw, _ := json.Marshal(v)
+	return base64.RawURLEncoding.EncodeToString(raw)
+}
+
+func decodeCursor(s string, v any) error {
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return ErrBadCursor
+	}
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return ErrBadCursor
+	}
+	return nil
+}
+
+// ListConversations returns the caller's chat list, newest activity first, keyset-paginated on
+// (last_activity_at, id): a conversation that gets a new message while the caller pages moves
+// ahead of the pages already read, so no page repeats it and none skips an unchanged one.
+func (q *Queries) ListConversations(ctx context.Context, clinicID, userID string, opt ListOptions) (ConversationPage, error) {
+	limit := clampLimit(opt.Limit)
+	var at *time.Time
+	var afterID string
+	if opt.Cursor != "" {
+		var c listCursor
+		if err := decodeCursor(opt.Cursor, &c); err != nil || c.ID == "" || c.At.IsZero() {
+			return ConversationPage{}, ErrBadCursor
+		}
+		at, afterID = &c.At, c.ID
+	}
+	rows, err := q.pool.Query(ctx, sqlListConversations, clinicID, userID, opt.Archived, likePattern(opt.Q), at, afterID, limit+1)
+	if err != nil {
+		return ConversationPage{}, fmt.Errorf("list conversations: %w", err)
+	}
+	sums, err := pgx.CollectRows(rows, scanSummary)
+	if err != nil {
+		return ConversationPage{}, fmt.Errorf("list conversations: %w", err)
+	}
+	page := ConversationPage{Conversations: sums}
+	if len(sums) > limit {
+		page.Conversations = sums[:limit]
+		last := page.Conversations[limit-1]
+		page.NextCursor = encodeCursor(listCursor{At: last.LastActivityAt, ID: last.ID})
+	}
+	if page.Conversations == nil {
+		page.Conversations = []Summary{}
+	}
+	if err := q.fillParticipants(ctx, clinicID, userID, page.Conversations, nil); err != nil {
+		return ConversationPage{}, err
+	}
+	return page, nil
+}
+
+// GetConversation returns one conversation with its participants' details, or ErrNotFound if
+// the caller never took part in it or it was deleted.
+func (q *Queries) GetConversation(ctx context.Context, clinicID, userID, conversationID string) (Conversation, error) {
+	rows, err := q.pool.Query(ctx, sqlGetConversation, clinicID, userID, conversationID)
+	if err != nil {
+		return Conversation{}, fmt.Errorf("get conversation: %w", err)
+	}
+	sums, err := pgx.CollectRows(rows, scanSummary)
+	if err != nil {
+		return Conversation{}, fmt.Errorf("get conversation: %w", err)
+	}
+	if len(sums) == 0 {
+		return Conversation{}, ErrNotFound
+	}
+	details := map[string][]Participant{}
+	if err := q.fillParticipants(ctx, clinicID, userID, sums, details); err != nil {
+		return Conversation{}, err
+	}
+	c := Conversation{Summary: sums[0], Participants: details[conversationID]}
+	if c.Participants == nil {
+		c.Participants = []Participant{}
+	}
+	return c, nil
+}
+
+func scanSummary(r pgx.CollectableRow) (Summary, error) {
+	var s Summary
+	var owner string
+	var lmID, lmSender, lmPreview *string
+	var lmAt *time.Time
+	err := r.Scan(&s.ID, &s.Kind, &s.Title, &owner, &s.Membership, &lmID, &lmSender, &lmPreview, &lmAt,
+		&s.LastActivityAt, &s.UnreadCount, &s.Muted, &s.Archived)
+	if err != nil {
+		return s, err
+	}
+	if owner != "" {
+		s.OwnerID = &owner
+	}
+	if lmID != nil {
+		s.LastMessage = &LastMessage{ID: *lmID, SenderID: deref(lmSender), Preview: deref(lmPreview), SentAt: lmAt.UTC()}
+	}
+	s.LastActivityAt = s.LastActivityAt.UTC()
+	s.CanSend = s.Membership == "active"
+	return s, nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// fillParticipants sets each summary's active participants (and, for a direct chat without a
+// title, the title: the other person's name); with details non-nil it also collects everyone
+// who took part, per conversation.
+func (q *Queries) fillParticipants(ctx context.Context, clinicID, userID string, sums []Summary, details map[string][]Participant) error {
+	if len(sums) == 0 {
+		return nil
+	}
+	ids := make([]string, len(sums))
+	index := make(map[string]int, len(sums))
+	for i, s := range sums {
+		ids[i] = s.ID
+		index[s.ID] = i
+		sums[i].Participants = []ParticipantRef{}
+	}
+	rows, err := q.pool.Query(ctx, sqlParticipants, clinicID, ids)
+	if err != nil {
+		return fmt.Errorf("participants: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var conv string
+		var p Participant
+		if err := rows.Scan(&conv, &p.ID, &p.Name, &p.Email, &p.Role, &p.State); err != nil {
+			return fmt.Errorf("participants: %w", err)
+		}
+		s := &sums[index[conv]]
+		if p.State == "active" {
+			s.Participants = append(s.Participants, ParticipantRef{ID: p.ID, Name: p.Name})
+		}
+		if s.Kind == "direct" && s.Title == "" && p.ID != userID {
+			s.Title = p.Name
+		}
+		if details != nil {
+			details[conv] = append(details[conv], p)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("participants: %w", err)
+	}
+	return nil
+}
+
+const sqlCanSee = `SELECT EXISTS (SELECT 1 FROM inbox i
+	JOIN conversations c ON c.clinic_id = i.clinic_id AND c.conversation_id = i.conversation_id
+	WHERE i.clinic_id = $1 AND i.user_id = $2 AND i.conversation_id = $3 AND NOT c.deleted)`
+
+const visibleExpr = `EXISTS (SELECT 1 FROM visibility v
+	WHERE v.clinic_id = m.clinic_id AND v.conversation_id = m.conversation_id AND v.user_id = $3
+	  AND m.version >= v.from_version AND (v.to_version IS NULL OR m.version <= v.to_version))`
+
+const sqlMessages = `SELECT m.version, m.message_id, m.sender_id, m.kind, m.text,
+		m.file_id, m.file_name, m.file_size, m.file_content_type, m.file_sha256,
+		m.system_event, m.system_actor_id, m.system_subject_id, m.sent_at
+	FROM messages m
+	WHERE m.clinic_id = $1 AND m.conversation_id = $2 AND m.version < $4 AND ` + visibleExpr + `
+	ORDER BY m.version DESC
+	LIMIT $5`
+
+const sqlMessageVersion = `SELECT m.version FROM messages m
+	WHERE m.clinic_id = $1 AND m.conversation_id = $2 AND m.message_id = $4 AND ` + visibleExpr
+
+// Messages returns a page of the messages the caller can see, the newest before the cursor
+// (the latest when empty), oldest first within the page. next_cursor continues with older
+// messages. ErrNotFound if the caller never took part or the conversation was deleted.
+func (q *Queries) Messages(ctx context.Context, clinicID, userID, conversationID, before string, limit int) (MessagePage, error) {
+	limit = clampLimit(limit)
+	beforeVersion := int64(1<<63 - 1)
+	if before != "" {
+		v, err := decodeMessageCursor(before)
+		if err != nil {
+			return MessagePage{}, err
+		}
+		beforeVersion = v
+	}
+	var ok bool
+	if err := q.pool.QueryRow(ctx, sqlCanSee, clinicID, userID, conversationID).Scan(&ok); err != nil {
+		return MessagePage{}, fmt.Errorf("messages: %w", err)
+	}
+	if !ok {
+		return MessagePage{}, ErrNotFound
+	}
+	rows, err := q.pool.Query(ctx, sqlMessages, clinicID, conversationID, userID, beforeVersion, limit+1)
+	if err != nil {
+		return MessagePage{}, fmt.Errorf("messages: %w", err)
+	}
+	msgs, err := pgx.CollectRows(rows, scanMessage)
+	if err != nil {
+		return MessagePage{}, fmt.Errorf("messages: %w", err)
+	}
+	page := MessagePage{}
+	if len(msgs) > limit {
+		msgs = msgs[:limit]
+		page.NextCursor = encodeMessageCursor(msgs[limit-1].Version)
+	}
+	for i, j := 0, len(msgs)-1; i < j; i, j = i+1, j-1 {
+		msgs[i], msgs[j] = msgs[j], msgs[i]
+	}
+	if msgs == nil {
+		msgs = []Message{}
+	}
+	page.Messages = msgs
+	return page, nil
+}
+
+func encodeMessageCursor(version int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte("v" + strconv.FormatInt(version, 10)))
+}
+
+func decodeMessageCursor(s string) (int64, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(raw) < 2 || raw[0] != 'v' {
+		return 0, ErrBadCursor
+	}
+	v, err := strconv.ParseInt(string(raw[1:]), 10, 64)
+	if err != nil || v < 1 {
+		return 0, ErrBadCursor
+	}
+	return v, nil
+}
+
+func scanMessage(r pgx.CollectableRow) (Message, error) {
+	var m Message
+	var fileID, fileName, fileType, fileSHA, sysEvent, sysActor, sysSubject *string
+	var fileSize *int64
+	err := r.Scan(&m.Version, &m.ID, &m.SenderID, &m.Kind, &m.Text,
+		&fileID, &fileName, &fileSize, &fileType, &fileSHA, &sysEvent, &sysActor, &sysSubject, &m.SentAt)
+	if err != nil {
+		return m, err
+	}
+	m.SentAt = m.SentAt.UTC()
+	if fileID != nil {
+		m.File = &FileRef{ID: *fileID, Name: deref(fileName), ContentType: deref(fileType), SHA256: deref(fileSHA)}
+		if fileSize != nil {
+			m.File.Size = *fileSize
+		}
+	}
+	if sysEvent != nil {
+		m.System = &SystemInfo{Event: *sysEvent, ActorID: deref(sysActor), SubjectID: deref(sysSubject)}
+	}
+	return m, nil
+}
+
+// MessageVersion returns the conversation stream version of a message the caller can see (the
+// unit of read markers), or ErrNotFound.
+func (q *Queries) MessageVersion(ctx context.Context, clinicID, userID, conversationID, messageID string) (int64, error) {
+	var v int64
+	err := q.pool.QueryRow(ctx, sqlMessageVersion, clinicID, conversationID, userID, messageID).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, ErrNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("message version: %w", err)
+	}
+	return v, nil
+}
+
+const sqlUnread = `SELECT i.conversation_id, i.unread_count, coalesce(p.muted, false)
+	FROM inbox i
+	JOIN conversations c ON c.clinic_id = i.clinic_id AND c.conversation_id = i.conversation_id
+	LEFT JOIN member_prefs p ON p.clinic_id = i.clinic_id AND p.user_id = i.user_id AND p.conversation_id = i.conversation_id
+	WHERE i.clinic_id = $1 AND i.user_id = $2 AND NOT c.deleted AND i.unread_count > 0
+	ORDER BY i.last_activity_at DESC, i.conversation_id DESC`
+
+// Unread returns the caller's unread counts: per conversation with any, the total without
+// muted conversations, and the total with them.
+func (q *Queries) Unread(ctx context.Context, clinicID, userID string) (Unread, error) {
+	rows, err := q.pool.Query(ctx, sqlUnread, clinicID, userID)
+	if err != nil {
+		return Unread{}, fmt.Errorf("unread: %w", err)
+	}
+	convs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (UnreadConversation, error) {
+		var u UnreadConversation
+		err := r.Scan(&u.ID, &u.UnreadCount, &u.Muted)
+		return u, err
+	})
+	if err != nil {
+		return Unread{}, fmt.Errorf("unread: %w", err)
+	}
+	out := Unread{Conversations: convs}
+	if out.Conversations == nil {
+		out.Conversations = []UnreadConversation{}
+	}
+	for _, c := range convs {
+		out.TotalIncludingMuted += c.UnreadCount
+		if !c.Muted {
+			out.Total += c.UnreadCount
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,139 @@
+package projections
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type metrics struct {
+	applied, duplicates, gaps, poison *prometheus.CounterVec
+	position, lagEvents, lagSeconds   *prometheus.GaugeVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		applied: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "huddle_projection_events_applied_total",
+			Help: "Events applied to a projection's read model (live, including gap fills)."}, []string{"projection"}),
+		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "huddle_projection_duplicates_total",
+			Help: "Deliveries skipped because their stream version was already applied."}, []string{"projection"}),
+		gaps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "huddle_projection_gaps_filled_total",
+			Help: "Deliveries that found missing stream versions and read them from the store."}, []string{"projection"}),
+		poison: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "huddle_projection_poison_total",
+			Help: "Events skipped after repeated non-transient failures (see projection_poison)."}, []string{"projection"}),
+		position: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "huddle_projection_position",
+			Help: "Highest global event position a projection has applied."}, []string{"projection"}),
+		lagEvents: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "huddle_projection_lag_events",
+			Help: "Events in the store for this projection beyond its highest applied position (capped)."}, []string{"projection"}),
+		lagSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "huddle_projection_lag_seconds",
+			Help: "Age of the oldest event this projection has not applied yet; 0 when caught up."}, []string{"projection"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.applied, m.duplicates, m.gaps, m.poison, m.position, m.lagEvents, m.lagSeconds} {
+			if err := reg.Register(c); err != nil {
+				// A second engine on one registry (tests) shares the first one's collectors.
+				if are, ok := err.(prometheus.AlreadyRegisteredError); ok {
+					switch v := are.ExistingCollector.(type) {
+					case *prometheus.CounterVec:
+						replaceCounter(m, c, v)
+					case *prometheus.GaugeVec:
+						replaceGauge(m, c, v)
+					}
+				}
+			}
+		}
+	}
+	return m
+}
+
+func replaceCounter(m *metrics, mine prometheus.Collector, existing *prometheus.CounterVec) {
+	for _, p := range []**prometheus.CounterVec{&m.applied, &m.duplicates, &m.gaps, &m.poison} {
+		if prometheus.Collector(*p) == mine {
+			*p = existing
+		}
+	}
+}
+
+func replaceGauge(m *metrics, mine prometheus.Collector, existing *prometheus.GaugeVec) {
+	for _, p := range []**prometheus.GaugeVec{&m.position, &m.lagEvents, &m.lagSeconds} {
+		if prometheus.Collector(*p) == mine {
+			*p = existing
+		}
+	}
+}
+
+// Status is one projection's progress.
+type Status struct {
+	Name string `json:"name"`
+	// Position is the highest global position applied; LastEventAt that event's time.
+	Position    int64      `json:"position"`
+	LastEventAt *time.Time `json:"last_event_at,omitempty"`
+	Streams     int64      `json:"streams"`
+	// LagEvents counts the projection's events in the store beyond Position (capped at
+	// lagCap); LagSeconds is the age of the oldest of them.
+	LagEvents  int64   `json:"lag_events"`
+	LagSeconds float64 `json:"lag_seconds"`
+	Poisoned   int64   `json:"poisoned"`
+}
+
+const lagCap = 1_000_000
+
+type queryRower interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// sqlStatus reads the projection's checkpoint summary and its lag against the store's events
+// table (eventstore's schema: global_position, stream_id, recorded_at).
+const sqlStatus = `WITH cp AS (
+		SELECT coalesce(max(position), 0) AS position, max(recorded_at) AS last_at, count(*) AS streams
+		FROM projection_checkpoints WHERE projection = $1),
+	lag AS (
+		SELECT count(*) AS n, min(recorded_at) AS oldest FROM (
+			SELECT e.recorded_at FROM events e, cp
+			WHERE e.global_position > cp.position AND split_part(e.stream_id, '-', 1) = ANY($2)
+			ORDER BY e.global_position LIMIT $3) t)
+	SELECT cp.position, cp.last_at, cp.streams, lag.n,
+		coalesce(extract(epoch FROM now() - lag.oldest), 0)::float8,
+		(SELECT count(*) FROM projection_poison WHERE projection = $1)
+	FROM cp, lag`
+
+// Status reports every projection's position and lag.
+func (e *Engine) Status(ctx context.Context) ([]Status, error) { return status(ctx, e.pool) }
+
+func status(ctx context.Context, q queryRower) ([]Status, error) {
+	out := make([]Status, 0, len(projections))
+	for _, p := range projections {
+		s := Status{Name: p.name}
+		if err := q.QueryRow(ctx, sqlStatus, p.name, p.categories, lagCap).Scan(
+			&s.Position, &s.LastEventAt, &s.Streams, &s.LagEvents, &s.LagSeconds, &s.Poisoned); err != nil {
+			return nil, fmt.Errorf("projection %s status: %w", p.name, err)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// refreshLoop keeps the lag gauges current until ctx ends.
+func (e *Engine) refreshLoop(ctx context.Context) {
+	t := time.NewTicker(e.StatusEvery)
+	defer t.Stop()
+	for {
+		if st, err := e.Status(ctx); err == nil {
+			for _, s := range st {
+				e.m.position.WithLabelValues(s.Name).Set(float64(s.Position))
+				e.m.lagEvents.WithLabelValues(s.Name).Set(float64(s.LagEvents))
+				e.m.lagSeconds.WithLabelValues(s.Name).Set(s.LagSeconds)
+			}
+		} else if ctx.Err() == nil {
+			e.log.Warn("projection: status refresh failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
