@@ -63,6 +63,8 @@ func New(d Deps) *Server {
 	s := &Server{Deps: d, echo: e}
 
 	e.Use(middleware.RequestID())
+	e.Use(accessLog(d.Logger)) // platform (api/health.go)
+	e.Use(httpMetrics(d.Metrics))
 	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{DisableStackAll: true, LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
 		d.Logger.Error("panic recovered", "path", c.Path(), "err", err, "stack", string(stack))
 		return err
