@@ -27,7 +27,9 @@ func ev(typ string, data any) eventstore.EventData {
 	return eventstore.EventData{Type: typ, Data: b, Metadata: eventstore.Metadata{ClinicID: "c1", ActorID: "u1"}}
 }
 
-func msg(i int) eventstore.EventData { return ev("MessageSent", map[string]any{"n": i, "text": fmt.Sprint("hello ", i)}) }
+func msg(i int) eventstore.EventData {
+	return ev("MessageSent", map[string]any{"n": i, "text": fmt.Sprint("hello ", i)})
+}
 
 func mustAppend(t testing.TB, s *eventstore.Store, stream string, expected int64, cmd string, events ...eventstore.EventData) eventstore.AppendResult {
 	t.Helper()
@@ -38,8 +40,20 @@ func mustAppend(t testing.TB, s *eventstore.Store, stream string, expected int64
 	return res
 }
 
-// readAllEvents reads the whole gap-safe order from the start.
-func readAllEvents(t testing.TB, s *eventstore.Store) []eventstore.RecordedEvent {
+// readAllEvents reads the whole gap-safe order from the start, waiting until at least want
+// events are visible: ReadAll stops below the cluster's oldest running transaction, and
+// parallel tests share the cluster, so a read can lag a moment behind committed appends.
+func readAllEvents(t testing.TB, s *eventstore.Store, want int) []eventstore.RecordedEvent {
+	t.Helper()
+	var out []eventstore.RecordedEvent
+	eventually(t, fmt.Sprintf("%d events in ReadAll", want), func() bool {
+		out = readAllOnce(t, s)
+		return len(out) >= want
+	})
+	return out
+}
+
+func readAllOnce(t testing.TB, s *eventstore.Store) []eventstore.RecordedEvent {
 	t.Helper()
 	var out []eventstore.RecordedEvent
 	var cp eventstore.Checkpoint
