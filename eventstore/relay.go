@@ -142,7 +142,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			return nil
 		}
 		r.dbOK.Store(false)
-		r.log.Warn("relay session ended, retrying", "err", err, "backoff", backoff)
+		r.log.Warn("relay session ended, retrying", "err", err.Error(), "backoff", backoff)
 		if !sleep(ctx, backoff) {
 			return nil
 		}
@@ -260,7 +260,7 @@ func (r *Relay) publish(ctx context.Context, conn *pgx.Conn, e RecordedEvent, cp
 		}
 		r.m.publishErrors.Inc()
 		r.log.Warn("publish failed, backing off", "event_id", e.EventID, "stream", e.StreamID,
-			"version", e.StreamVersion, "err", err, "backoff", backoff)
+			"version", e.StreamVersion, "err", err.Error(), "backoff", backoff)
 		if *saved != cp {
 			if err := saveCheckpoint(ctx, conn, r.cfg.Name, cp); err != nil {
 				return err
