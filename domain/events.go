@@ -305,3 +305,37 @@ func deref(e Event) Event {
 	}
 	return e
 }
+
+// System message kinds: the conversation events a chat shows as a line of its own ("You left
+// the group").
+const (
+	SystemParticipantAdded   = "participant_added"
+	SystemParticipantRemoved = "participant_removed"
+	SystemParticipantLeft    = "participant_left"
+	SystemGroupRenamed       = "group_renamed"
+	SystemOwnershipPassed    = "ownership_passed"
+)
+
+// SystemMessage is what a system line records: which change, who made it, and whom it concerns.
+type SystemMessage struct {
+	Event     string
+	ActorID   string
+	SubjectID string
+}
+
+// SystemMessageOf returns the system line a conversation event shows as, if any.
+func SystemMessageOf(e Event) (SystemMessage, bool) {
+	switch ev := e.(type) {
+	case ParticipantAdded:
+		return SystemMessage{SystemParticipantAdded, ev.AddedBy, ev.UserID}, true
+	case ParticipantRemoved:
+		return SystemMessage{SystemParticipantRemoved, ev.RemovedBy, ev.UserID}, true
+	case ParticipantLeft:
+		return SystemMessage{SystemParticipantLeft, ev.UserID, ev.UserID}, true
+	case GroupRenamed:
+		return SystemMessage{SystemGroupRenamed, ev.RenamedBy, ""}, true
+	case OwnershipPassed:
+		return SystemMessage{SystemOwnershipPassed, ev.FromUserID, ev.ToUserID}, true
+	}
+	return SystemMessage{}, false
+}
