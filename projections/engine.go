@@ -86,7 +86,11 @@ func NewEngine(pool *pgxpool.Pool, store EventReader, natsURL string, log *slog.
 
 // Run consumes events until ctx ends. It returns nil on a clean shutdown.
 func (e *Engine) Run(ctx context.Context) error {
-	wlog := watermill.NewSlogLogger(e.log)
+	// Watermill's per-message debug lines would drown ours; its info lines (handler start and
+	// stop) are worth keeping at debug.
+	wlog := watermill.NewSlogLoggerWithLevelMapping(e.log, map[slog.Level]slog.Level{
+		slog.LevelDebug: slog.LevelDebug - 4, slog.LevelInfo: slog.LevelDebug, watermill.LevelTrace: slog.LevelDebug - 8,
+	})
 	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: e.AckWait}, wlog)
 	if err != nil {
 		return fmt.Errorf("projections: router: %w", err)
