@@ -13,6 +13,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/huddle-chat/huddle/internal/audit"
 	"github.com/huddle-chat/huddle/internal/commands"
 	"github.com/huddle-chat/huddle/internal/live"
 	"github.com/huddle-chat/huddle/projections"
@@ -33,6 +34,8 @@ type Deps struct {
 	// MaxBodyBytes bounds JSON request bodies; MaxFileBytes bounds uploads.
 	MaxBodyBytes int64
 	MaxFileBytes int64
+	// Audit serves the auditors' endpoints straight from the event store.
+	Audit *audit.Service
 	// Live and Feed serve GET /v1/stream; StreamHeartbeat is its keep-alive interval (15 s).
 	Live            *live.Hub
 	Feed            *live.Feed
@@ -78,6 +81,7 @@ func New(d Deps) *Server {
 	s.registerCommandRoutes(v1)
 	s.registerQueryRoutes(v1)
 	v1.GET("/stream", s.stream, requireRole(RoleStaff))
+	s.registerAuditRoutes(v1.Group("/audit", requireRole(RoleAuditor)))
 	return s
 }
 

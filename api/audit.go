@@ -1,0 +1,181 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/huddle-chat/huddle/internal/audit"
+)
+
+// registerAuditRoutes serves API.md's "Audit" section: straight from the event store, every
+// read recorded as an AuditRead event.
+func (s *Server) registerAuditRoutes(g *echo.Group) {
+	g.GET("/conversations/:id/events", s.auditEvents)
+	g.GET("/conversations/:id/state", s.auditState)
+	g.GET("/conversations/:id/export", s.auditExport)
+	g.GET("/verify", s.auditVerify)
+	g.GET("/reads", s.auditReads)
+}
+
+type auditEventsPage struct {
+	Events     []audit.EventJSON `json:"events"`
+	NextCursor string            `json:"next_cursor,omitempty"`
+}
+
+func auditor(c echo.Context) audit.Auditor {
+	a := actorOf(c)
+	return audit.Auditor{UserID: a.UserID, ClinicID: a.ClinicID, CorrelationID: c.Response().Header().Get(echo.HeaderXRequestID)}
+}
+
+func auditError(err error) error {
+	switch {
+	case errors.Is(err, audit.ErrNotFound):
+		return notFound("no such conversation or stream in your clinic")
+	case errors.Is(err, audit.ErrNotYet):
+		return notFound(err.Error())
+	}
+	return err
+}
+
+// auditPageParams reads `after` (a cursor: the last stream version seen) and `limit`.
+func auditPageParams(c echo.Context, afterName string) (int64, int, error) {
+	var after int64
+	if raw := c.QueryParam(afterName); raw != "" {
+		v, err := strconv.ParseInt(raw, 10, 64)
+		if err != nil || v < 0 {
+			return 0, 0, invalid(fmt.Sprintf("query parameter %s: not a cursor from next_cursor", afterName))
+		}
+		after = v
+	}
+	limit, err := auditLimit(c)
+	return after, limit, err
+}
+
+// auditLimit reads `limit`: 1..100, default 20.
+func auditLimit(c echo.Context) (int, error) {
+	raw := c.QueryParam("limit")
+	if raw == "" {
+		return 20, nil
+	}
+	v, err := strconv.Atoi(raw)
+	if err != nil || v < 1 || v > 100 {
+		return 0, invalid("query parameter limit: must be an integer from 1 to 100")
+	}
+	return v, nil
+}
+
+func auditPageOf(events []audit.EventJSON, more bool, last int64) auditEventsPage {
+	p := auditEventsPage{Events: events}
+	if more {
+		p.NextCursor = strconv.FormatInt(last, 10)
+	}
+	return p
+}
+
+func (s *Server) auditEvents(c echo.Context) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	after, limit, err := auditPageParams(c, "after")
+	if err != nil {
+		return err
+	}
+	events, more, err := s.Audit.Events(c.Request().Context(), auditor(c), id, after, limit)
+	if err != nil {
+		return auditError(err)
+	}
+	out := make([]audit.EventJSON, len(events))
+	var last int64
+	for i, e := range events {
+		out[i] = audit.ToJSON(e)
+		last = e.StreamVersion
+	}
+	return c.JSON(http.StatusOK, auditPageOf(out, more, last))
+}
+
+func (s *Server) auditReads(c echo.Context) error {
+	after, limit, err := auditPageParams(c, "after")
+	if err != nil {
+		return err
+	}
+	events, more, err := s.Audit.AuditReads(c.Request().Context(), auditor(c), after, limit)
+	if err != nil {
+		return auditError(err)
+	}
+	out := make([]audit.EventJSON, len(events))
+	var last int64
+	for i, e := range events {
+		out[i] = audit.ToJSON(e)
+		last = e.StreamVersion
+	}
+	return c.JSON(http.StatusOK, auditPageOf(out, more, last))
+}
+
+func (s *Server) auditState(c echo.Context) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	at := time.Now()
+	if raw := c.QueryParam("at"); raw != "" {
+		at, err = time.Parse(time.RFC3339Nano, raw)
+		if err != nil {
+			return invalid("query parameter at: must be an RFC 3339 time, e.g. 2026-11-25T12:00:00Z")
+		}
+	}
+	st, err := s.Audit.StateAt(c.Request().Context(), auditor(c), id, at)
+	if err != nil {
+		return auditError(err)
+	}
+	return c.JSON(http.StatusOK, st)
+}
+
+func (s *Server) auditExport(c echo.Context) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	format := c.QueryParam("format")
+	if format == "" {
+		format = audit.FormatJSONL
+	}
+	contentType := map[string]string{audit.FormatJSONL: "application/x-ndjson", audit.FormatCSV: "text/csv; charset=utf-8"}[format]
+	if contentType == "" {
+		return invalid("query parameter format: must be jsonl or csv")
+	}
+	ctx := c.Request().Context()
+	a := auditor(c)
+	if err := s.Audit.CheckExport(ctx, a, id); err != nil {
+		return auditError(err)
+	}
+	h := c.Response().Header()
+	h.Set(echo.HeaderContentType, contentType)
+	h.Set(echo.HeaderContentDisposition, fmt.Sprintf(`attachment; filename="conversation-%s.%s"`, id, format))
+	c.Response().WriteHeader(http.StatusOK)
+	if err := s.Audit.Export(ctx, a, id, format, c.Response()); err != nil {
+		// Headers are out: the client sees a truncated download; log why.
+		s.Logger.Error("audit export failed mid-stream", "conversation", id, "err", err)
+	}
+	return nil
+}
+
+func (s *Server) auditVerify(c echo.Context) error {
+	stream := c.QueryParam("stream_id")
+	if stream == "" {
+		return invalid("query parameter stream_id: required (e.g. conversation-<id>)")
+	}
+	if !validID(stream) {
+		return invalid("query parameter stream_id: malformed stream id")
+	}
+	r, err := s.Audit.Verify(c.Request().Context(), auditor(c), stream)
+	if err != nil {
+		return auditError(err)
+	}
+	return c.JSON(http.StatusOK, r)
+}
