@@ -36,6 +36,7 @@ func (h *Handler) SetUser(ctx context.Context, a Actor, userID, name, email, tit
 		return domain.User{}, pos, err
 	}
 	u := before.Users[userID]
+	u.Rooms = nil // the caller gets the profile; room membership is another endpoint's business
 	for _, e := range events {
 		if set, ok := e.(domain.UserProfileSet); ok {
 			u = domain.User{ID: set.UserID, Name: set.Name, Email: set.Email, Title: set.Title, Active: true}
