@@ -1,0 +1,165 @@
+package live_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/huddle-chat/huddle/internal/live"
+	"github.com/huddle-chat/huddle/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func TestFeed_ConcurrentAppendsGetGapFreeSequencesPerUser(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, _ := testenv.Postgres(t)
+	feed := live.NewFeed(pool)
+	ann := live.Target{ClinicID: "c1", UserID: "ann"}
+	bob := live.Target{ClinicID: "c1", UserID: "bob"}
+
+	const writers, each = 8, 25
+	var wg sync.WaitGroup
+	errs := make(chan error, writers)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				tx, err := pool.Begin(ctx)
+				if err != nil {
+					errs <- err
+					return
+				}
+				for _, to := range []live.Target{ann, bob} {
+					if _, err := live.Append(ctx, tx, to, live.KindUnread, map[string]int{"i": i}); err != nil {
+						errs <- err
+						_ = tx.Rollback(ctx)
+						return
+					}
+				}
+				if err := tx.Commit(ctx); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for _, to := range []live.Target{ann, bob} {
+		entries, err := feed.After(ctx, to, 0, 1000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(entries) != writers*each {
+			t.Fatalf("%s: %d entries, want %d", to.UserID, len(entries), writers*each)
+		}
+		for i, e := range entries {
+			if e.Seq != int64(i+1) {
+				t.Fatalf("%s: entry %d has seq %d: sequences must be 1..n without holes", to.UserID, i, e.Seq)
+			}
+		}
+		oldest, newest, err := feed.Bounds(ctx, to)
+		if err != nil || oldest != 1 || newest != writers*each {
+			t.Fatalf("bounds %d..%d, %v", oldest, newest, err)
+		}
+	}
+	// A rolled-back append leaves no hole either: the cursor increment rolls back with it.
+	tx, _ := pool.Begin(ctx)
+	if _, err := live.Append(ctx, tx, ann, live.KindUnread, 1); err != nil {
+		t.Fatal(err)
+	}
+	_ = tx.Rollback(ctx)
+	tx, _ = pool.Begin(ctx)
+	seq, err := live.Append(ctx, tx, ann, live.KindUnread, 2)
+	if err != nil || tx.Commit(ctx) != nil {
+		t.Fatal(err)
+	}
+	if seq != writers*each+1 {
+		t.Errorf("after a rollback the next seq is %d, want %d", seq, writers*each+1)
+	}
+}
+
+func TestFeed_PruneDropsOldEntries(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pool, _ := testenv.Postgres(t)
+	feed := live.NewFeed(pool)
+	to := live.Target{ClinicID: "c1", UserID: "ann"}
+	for i := 0; i < 3; i++ {
+		tx, _ := pool.Begin(ctx)
+		if _, err := live.Append(ctx, tx, to, live.KindMessage, i); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := pool.Exec(ctx, `UPDATE live_feed SET created_at = now() - interval '2 days' WHERE seq < 3`); err != nil {
+		t.Fatal(err)
+	}
+	n, err := feed.Prune(ctx, 24*time.Hour)
+	if err != nil || n != 2 {
+		t.Fatalf("pruned %d, %v; want 2", n, err)
+	}
+	oldest, newest, _ := feed.Bounds(ctx, to)
+	if oldest != 3 || newest != 3 {
+		t.Errorf("bounds after prune %d..%d, want 3..3", oldest, newest)
+	}
+}
+
+func TestHub_OneSubscriptionPerUserWakesEveryStream(t *testing.T) {
+	t.Parallel()
+	b := testenv.NATS(t)
+	nc, err := b.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	hub := live.NewHub(nc)
+	ann := live.Target{ClinicID: "c1", UserID: "ann"}
+	bob := live.Target{ClinicID: "c1", UserID: "bob"}
+
+	w1, stop1, err := hub.Watch(ann)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w2, stop2, _ := hub.Watch(ann)
+	w3, stop3, _ := hub.Watch(bob)
+	defer stop3()
+	if got := hub.Subscriptions(); got != 2 {
+		t.Fatalf("%d NATS subscriptions for 3 streams of 2 users, want 2", got)
+	}
+	pub, err := b.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	live.NewNotifier(pub, testenv.Logger(t)).Notify(ann, ann)
+	for i, w := range []<-chan struct{}{w1, w2} {
+		select {
+		case <-w:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("ann's stream %d was not woken", i+1)
+		}
+	}
+	select {
+	case <-w3:
+		t.Fatal("bob's stream woke for ann's ping")
+	case <-time.After(100 * time.Millisecond):
+	}
+	stop1()
+	stop2()
+	if got := hub.Subscriptions(); got != 1 {
+		t.Errorf("after ann's streams closed: %d subscriptions, want 1", got)
+	}
+	if _, _, err := hub.Watch(live.Target{ClinicID: "c1", UserID: "a.b"}); err == nil {
+		t.Error("a user id with a subject separator must be refused")
+	}
+}
