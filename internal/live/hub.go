@@ -9,8 +9,25 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// Subject is the core NATS subject that pings one user's streams.
-func Subject(to Target) string { return "huddle.live." + to.ClinicID + "." + to.UserID }
+// Subject is the core NATS subject that pings one user's streams. Ids may hold '.' (a NATS
+// token separator) and other characters NATS gives meaning to; they become '_'. Two ids that
+// map to the same subject only share wake-ups: each stream reads its own feed by the real id.
+func Subject(to Target) string {
+	return "huddle.live." + subjectToken(to.ClinicID) + "." + subjectToken(to.UserID)
+}
+
+func subjectToken(s string) string {
+	if s == "" {
+		return "_"
+	}
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case '.', '*', '>', ' ', '\t', '\r', '\n':
+			return '_'
+		}
+		return r
+	}, s)
+}
 
 // Notifier pings users after the transaction that appended to their feeds committed.
 type Notifier struct {
@@ -58,9 +75,6 @@ func NewHub(nc *nats.Conn) *Hub { return &Hub{nc: nc, users: map[Target]*userSub
 // Watch returns a channel that receives a value (coalesced, never blocking the hub) whenever
 // the user's feed may have grown, and a function that stops watching.
 func (h *Hub) Watch(to Target) (<-chan struct{}, func(), error) {
-	if strings.ContainsAny(to.ClinicID+to.UserID, ".*> \t") {
-		return nil, nil, fmt.Errorf("live: id not usable in a subject: %q/%q", to.ClinicID, to.UserID)
-	}
 	ch := make(chan struct{}, 1)
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -159,7 +159,16 @@ func TestHub_OneSubscriptionPerUserWakesEveryStream(t *testing.T) {
 	if got := hub.Subscriptions(); got != 1 {
 		t.Errorf("after ann's streams closed: %d subscriptions, want 1", got)
 	}
-	if _, _, err := hub.Watch(live.Target{ClinicID: "c1", UserID: "a.b"}); err == nil {
-		t.Error("a user id with a subject separator must be refused")
+	dotted := live.Target{ClinicID: "c.1", UserID: "dr.who@clinic.test"}
+	w4, stop4, err := hub.Watch(dotted)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop4()
+	live.NewNotifier(pub, testenv.Logger(t)).Notify(dotted)
+	select {
+	case <-w4:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a user whose id holds dots was not woken")
 	}
 }
