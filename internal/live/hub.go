@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 )
@@ -83,6 +84,12 @@ func (h *Hub) Watch(to Target) (<-chan struct{}, func(), error) {
 		us = &userSub{watchers: map[chan struct{}]struct{}{}}
 		sub, err := h.nc.Subscribe(Subject(to), func(*nats.Msg) { h.wake(to) })
 		if err != nil {
+			return nil, nil, fmt.Errorf("live: subscribe: %w", err)
+		}
+		// Flush makes the server register the interest before the caller reads the feed;
+		// otherwise a ping sent in between could be lost (until the next heartbeat).
+		if err := h.nc.FlushTimeout(5 * time.Second); err != nil {
+			_ = sub.Unsubscribe()
 			return nil, nil, fmt.Errorf("live: subscribe: %w", err)
 		}
 		us.sub = sub
