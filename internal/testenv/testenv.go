@@ -61,7 +61,25 @@ var (
 func Main(m *testing.M) {
 	code := m.Run()
 	stop()
+	atExitMu.Lock()
+	for i := len(atExit) - 1; i >= 0; i-- {
+		atExit[i]()
+	}
+	atExitMu.Unlock()
 	os.Exit(code)
+}
+
+var (
+	atExitMu sync.Mutex
+	atExit   []func()
+)
+
+// AtExit registers fn to run when Main finishes (last registered runs first): cleanup of
+// resources shared by a whole test binary, such as a compiled binary.
+func AtExit(fn func()) {
+	atExitMu.Lock()
+	defer atExitMu.Unlock()
+	atExit = append(atExit, fn)
 }
 
 func stop() {
