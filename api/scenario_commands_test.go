@@ -47,6 +47,8 @@ func TestScenario_ProviderToProviderWebChats(t *testing.T) {
 	e.expect(e.do("POST", "/v1/conversations/"+direct+"/messages", bob, map[string]any{"text": "Yes, Dr Lee."}), 201, "")
 	// Someone outside the address book cannot be chatted with.
 	e.expect(e.do("POST", "/v1/conversations", ann, map[string]any{"participant_ids": []string{"eve-md"}}), 422, domain.CodeNotInAddressBook)
+	// Nobody outside the chat can post in it, let alone another waiting room's provider.
+	e.expect(e.do("POST", "/v1/conversations/"+direct+"/messages", eve, map[string]any{"text": "hello"}), 404, domain.CodeNotFound)
 	// "Or you may send a file."
 	f := e.upload(direct, ann, "intake-form.pdf", []byte("%PDF-1.4 intake"), "")
 	e.expect(f, 201, "")
@@ -136,5 +138,4 @@ func TestScenario_ProviderToProviderWebChats(t *testing.T) {
 	if n := len(e.streamTypes(domain.ConversationStream(direct))); n != 4 {
 		t.Fatalf("direct chat history: %d events", n)
 	}
-	_ = eve
 }
