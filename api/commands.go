@@ -1,8 +1,10 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -299,9 +301,20 @@ func (s *Server) markRead(c echo.Context) error {
 	var in struct {
 		UpToMessageID string `json:"up_to_message_id,omitempty"`
 	}
-	// The body is optional: none (or an empty one) means "everything".
-	if c.Request().ContentLength != 0 {
-		if err := s.bindCommand(c, &in); err != nil {
+	// The body is optional: none (or an empty one) means "everything". It is read whole (it is
+	// bounded by MaxBodyBytes) because a chunked request gives no length to go by.
+	r := c.Request()
+	raw, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, s.MaxBodyBytes))
+	var maxErr *http.MaxBytesError
+	if errors.As(err, &maxErr) {
+		return problem(http.StatusRequestEntityTooLarge, "request_too_large", "Request Entity Too Large", "request body is over the limit")
+	}
+	if err != nil {
+		return fmt.Errorf("read body: %w", err)
+	}
+	if len(bytes.TrimSpace(raw)) > 0 {
+		r.Body = io.NopCloser(bytes.NewReader(raw))
+		if err := bindJSON(c, &in); err != nil {
 			return err
 		}
 		if in.UpToMessageID != "" && !validID(in.UpToMessageID) {
