@@ -195,3 +195,15 @@ func TestCompose_DockerfileBuildsTheServer(t *testing.T) {
 		}
 	}
 }
+
+func TestREADME_DocumentsEveryVariable(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range Vars {
+		if !strings.Contains(string(b), "`"+v.Name+"`") {
+			t.Errorf("README.md's configuration table lacks %s", v.Name)
+		}
+	}
+}
