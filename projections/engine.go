@@ -156,7 +156,16 @@ func (e *Engine) handler(p *projection) message.NoPublishHandlerFunc {
 		}
 		if err := e.applyLive(ctx, p, ev); err != nil {
 			if transient(err) || ctx.Err() != nil {
-				e.log.Warn("projection: apply failed, will retry", "projection", p.name, "stream", ev.StreamID, "version", ev.StreamVersion, "err", err)
+				// Database down, a deadlock, a schema not migrated yet: retry until it works, but
+				// back off so a persistent failure does not spin (a nack redelivers at once).
+				n := e.fail(ev.EventID)
+				e.log.Warn("projection: apply failed, will retry", "projection", p.name, "stream", ev.StreamID, "version", ev.StreamVersion, "attempt", n, "err", err)
+				t := time.NewTimer(min(50*time.Millisecond<<min(n, 10), 5*time.Second))
+				select {
+				case <-t.C:
+				case <-ctx.Done():
+					t.Stop()
+				}
 				return err
 			}
 			if n := e.fail(ev.EventID); n < poisonAfter {
@@ -168,6 +177,7 @@ func (e *Engine) handler(p *projection) message.NoPublishHandlerFunc {
 			}
 			e.clearFailures(ev.EventID)
 		}
+		e.clearFailures(ev.EventID)
 		if e.afterCommit != nil {
 			if err := e.afterCommit(p.name, ev); err != nil {
 				return err

@@ -12,15 +12,19 @@ import (
 //
 // Conversation events and member events come from different streams, so their relative
 // delivery order is not fixed. The design keeps the result independent of it:
+//
 //   - muted, archived and the read marker live in member_prefs, joined at query time;
+//
 //   - a message increments a member's unread count only if it lies beyond their read marker,
 //     and moving the marker recounts from messages, so marker and messages commute;
+//
 //   - "a message from someone else unarchives" is stored as the message's global position
 //     (inbox.unarchive_position) and compared with the archive's position at query time, so an
 //     archive and a message give the same answer in either order.
 //
-// The one order-dependent input left is whether the conversation was muted when a message was
-// applied (domain.ShouldUnarchiveOnMessage's muted argument): see the ADR.
+//   - whether the conversation was muted when a message arrived (domain.ShouldUnarchiveOnMessage's
+//     muted argument) is read from the member's mute toggle positions, not from the current
+//     flag, and a late mute toggle recomputes unarchive_position from the messages.
 var inboxTables = []string{"conversations", "participants", "visibility", "messages", "inbox", "member_prefs"}
 
 // System message events, the "event" of a Message's system object.
@@ -50,8 +54,17 @@ const (
 
 	sqlInsertMessage = `INSERT INTO messages (clinic_id, conversation_id, version, message_id, sender_id, kind, text,
 		file_id, file_name, file_size, file_content_type, file_sha256,
-		system_event, system_actor_id, system_subject_id, sent_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`
+		system_event, system_actor_id, system_subject_id, sent_at, position)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`
+
+	// mutedAt*: was the conversation muted for inbox row i's user when the event at that global
+	// position happened? The latest mute (+) or unmute (-) toggle before it decides.
+	mutedAtHead = `coalesce((SELECT t > 0 FROM member_prefs p, unnest(p.mute_toggles) AS t
+		WHERE p.clinic_id = i.clinic_id AND p.user_id = i.user_id AND p.conversation_id = i.conversation_id
+		  AND abs(t) < `
+	mutedAtTail    = ` ORDER BY abs(t) DESC LIMIT 1), false)`
+	mutedAtFanOut  = mutedAtHead + `$9` + mutedAtTail
+	mutedAtMessage = mutedAtHead + `m.position` + mutedAtTail
 
 	// sqlFanOut updates every active member's inbox row for a new message in one statement.
 	// $7 says whether the message counts (text or file: unread, unarchive); it counts for
@@ -63,9 +76,7 @@ const (
 			(SELECT p.read_version FROM member_prefs p
 			 WHERE p.clinic_id = i.clinic_id AND p.user_id = i.user_id AND p.conversation_id = i.conversation_id), 0)
 			THEN 1 ELSE 0 END,
-		unarchive_position = CASE WHEN $7 AND i.user_id <> $4 AND NOT coalesce(
-			(SELECT p.muted FROM member_prefs p
-			 WHERE p.clinic_id = i.clinic_id AND p.user_id = i.user_id AND p.conversation_id = i.conversation_id), false)
+		unarchive_position = CASE WHEN $7 AND i.user_id <> $4 AND NOT ` + mutedAtFanOut + `
 			THEN greatest(i.unarchive_position, $9) ELSE i.unarchive_position END
 		WHERE i.clinic_id = $1 AND i.conversation_id = $2 AND i.membership = 'active'`
 
@@ -90,11 +101,26 @@ const (
 
 	sqlOwnerRoles = `UPDATE participants SET role = CASE WHEN user_id = $4 THEN 'owner' ELSE 'member' END
 		WHERE clinic_id = $1 AND conversation_id = $2 AND user_id IN ($3, $4)`
-	sqlOwner     = `UPDATE conversations SET owner_id = $3 WHERE clinic_id = $1 AND conversation_id = $2`
-	sqlRename    = `UPDATE conversations SET title = $3 WHERE clinic_id = $1 AND conversation_id = $2`
-	sqlDeleted   = `UPDATE conversations SET deleted = true WHERE clinic_id = $1 AND conversation_id = $2`
-	sqlPrefMuted = `INSERT INTO member_prefs (clinic_id, user_id, conversation_id, muted) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (clinic_id, user_id, conversation_id) DO UPDATE SET muted = EXCLUDED.muted`
+	sqlOwner   = `UPDATE conversations SET owner_id = $3 WHERE clinic_id = $1 AND conversation_id = $2`
+	sqlRename  = `UPDATE conversations SET title = $3 WHERE clinic_id = $1 AND conversation_id = $2`
+	sqlDeleted = `UPDATE conversations SET deleted = true WHERE clinic_id = $1 AND conversation_id = $2`
+	// sqlPrefMuted records a mute ($4 true) or unmute at global position $5.
+	sqlPrefMuted = `INSERT INTO member_prefs (clinic_id, user_id, conversation_id, muted, mute_toggles)
+		VALUES ($1, $2, $3, $4, ARRAY[CASE WHEN $4 THEN $5::bigint ELSE -$5::bigint END])
+		ON CONFLICT (clinic_id, user_id, conversation_id) DO UPDATE
+		SET muted = EXCLUDED.muted, mute_toggles = member_prefs.mute_toggles || EXCLUDED.mute_toggles`
+	// sqlRecountUnarchive recomputes unarchive_position after a mute toggle (which may have
+	// been applied after messages that came later in the store): the latest visible message
+	// from someone else that arrived while not muted.
+	sqlRecountUnarchive = `UPDATE inbox i SET unarchive_position = coalesce((
+			SELECT max(m.position) FROM messages m
+			WHERE m.clinic_id = i.clinic_id AND m.conversation_id = i.conversation_id
+			  AND m.kind <> 'system' AND m.sender_id <> i.user_id
+			  AND EXISTS (SELECT 1 FROM visibility v
+			      WHERE v.clinic_id = m.clinic_id AND v.conversation_id = m.conversation_id AND v.user_id = i.user_id
+			        AND m.version >= v.from_version AND (v.to_version IS NULL OR m.version <= v.to_version))
+			  AND NOT ` + mutedAtMessage + `), 0)
+		WHERE i.clinic_id = $1 AND i.user_id = $2 AND i.conversation_id = $3`
 	sqlPrefArchived = `INSERT INTO member_prefs (clinic_id, user_id, conversation_id, archived, archived_position)
 		VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (clinic_id, user_id, conversation_id) DO UPDATE
@@ -128,11 +154,11 @@ func applyInbox(b *stmts, e eventstore.RecordedEvent, ev domain.Event) error {
 		b.add(sqlConvInbox, clinic, id, at, x.ParticipantIDs)
 	case domain.MessageSent:
 		b.add(sqlInsertMessage, clinic, id, v, x.MessageID, x.SenderID, "text", x.Text,
-			nil, nil, nil, nil, nil, nil, nil, nil, at)
+			nil, nil, nil, nil, nil, nil, nil, nil, at, e.Position)
 		b.add(sqlFanOut, clinic, id, x.MessageID, x.SenderID, preview(x.Text), at, true, v, e.Position)
 	case domain.FileShared:
 		b.add(sqlInsertMessage, clinic, id, v, x.MessageID, x.SenderID, "file", "",
-			x.FileID, x.Name, x.Size, x.ContentType, x.SHA256, nil, nil, nil, at)
+			x.FileID, x.Name, x.Size, x.ContentType, x.SHA256, nil, nil, nil, at, e.Position)
 		b.add(sqlFanOut, clinic, id, x.MessageID, x.SenderID, preview(x.Name), at, true, v, e.Position)
 	case domain.ParticipantAdded:
 		b.add(sqlParticipantAdded, clinic, id, x.UserID, v)
@@ -160,9 +186,11 @@ func applyInbox(b *stmts, e eventstore.RecordedEvent, ev domain.Event) error {
 		b.add(sqlDeleted, clinic, id)
 
 	case domain.ConversationMuted:
-		b.add(sqlPrefMuted, clinic, id, x.ConversationID, true)
+		b.add(sqlPrefMuted, clinic, id, x.ConversationID, true, e.Position)
+		b.add(sqlRecountUnarchive, clinic, id, x.ConversationID)
 	case domain.ConversationUnmuted:
-		b.add(sqlPrefMuted, clinic, id, x.ConversationID, false)
+		b.add(sqlPrefMuted, clinic, id, x.ConversationID, false, e.Position)
+		b.add(sqlRecountUnarchive, clinic, id, x.ConversationID)
 	case domain.ConversationArchived:
 		b.add(sqlPrefArchived, clinic, id, x.ConversationID, true, e.Position)
 	case domain.ConversationUnarchived:
@@ -179,7 +207,7 @@ func applyInbox(b *stmts, e eventstore.RecordedEvent, ev domain.Event) error {
 func systemMessage(b *stmts, e eventstore.RecordedEvent, clinic, conv, event, actor, subject string) {
 	at := e.RecordedAt.UTC()
 	b.add(sqlInsertMessage, clinic, conv, e.StreamVersion, e.EventID, actor, "system", "",
-		nil, nil, nil, nil, nil, event, actor, subject, at)
+		nil, nil, nil, nil, nil, event, actor, subject, at, e.Position)
 	b.add(sqlFanOut, clinic, conv, e.EventID, actor, systemPreview(event), at, false, e.StreamVersion, e.Position)
 }
 

@@ -92,6 +92,7 @@ CREATE TABLE messages (
     system_actor_id   text,
     system_subject_id text,
     sent_at           timestamptz NOT NULL,
+    position          bigint NOT NULL, -- global position: compared with archive and mute positions
     PRIMARY KEY (clinic_id, conversation_id, version)
 );
 CREATE INDEX messages_by_id ON messages (clinic_id, conversation_id, message_id);
@@ -111,7 +112,7 @@ CREATE TABLE inbox (
     last_activity_at       timestamptz NOT NULL,
     unread_count           integer NOT NULL DEFAULT 0,
     -- Global position of the latest message from someone else that arrived while the
-    -- conversation was not muted: it unarchives an archive older than it.
+    -- conversation was not muted (for this user): it unarchives an archive older than it.
     unarchive_position     bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (clinic_id, user_id, conversation_id)
 );
@@ -123,6 +124,9 @@ CREATE TABLE member_prefs (
     user_id           text NOT NULL,
     conversation_id   text NOT NULL,
     muted             boolean NOT NULL DEFAULT false,
+    -- Global positions of this member's mute (+p) and unmute (-p) events, so "was it muted
+    -- when message p arrived?" has one answer whatever order the streams are applied in.
+    mute_toggles      bigint[] NOT NULL DEFAULT '{}',
     archived          boolean NOT NULL DEFAULT false,
     archived_position bigint NOT NULL DEFAULT 0,
     read_version      bigint NOT NULL DEFAULT 0,
