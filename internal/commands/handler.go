@@ -18,7 +18,8 @@ import (
 type Options struct {
 	// MaxFileBytes bounds an uploaded file (default 25 MiB).
 	MaxFileBytes int64
-	// Now is the clock (default time.Now); the domain itself never reads the clock.
+	// Now is the clock (default time.Now) for time-based decisions; the domain never reads the
+	// clock itself. No command needs it today: a message's sent_at is the store's recorded_at.
 	Now func() time.Time
 	// NewID mints ids for groups, files and commands (default: random UUIDs).
 	NewID func() string

@@ -1,0 +1,42 @@
+package commands
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/huddle-chat/huddle/eventstore"
+	"github.com/huddle-chat/huddle/internal/blobs"
+	"github.com/huddle-chat/huddle/internal/testenv"
+)
+
+// BenchmarkSendMessage measures one text message end to end on the write side: load the
+// directory and the conversation (snapshots), decide, append with the hash chain.
+func BenchmarkSendMessage(b *testing.B) {
+	pool, _ := testenv.Postgres(b)
+	h := New(eventstore.New(pool), blobs.New(pool), Options{})
+	ctx := context.Background()
+	admin := actor("admin")
+	if _, _, err := h.NameRoom(ctx, admin, "r1", "Room"); err != nil {
+		b.Fatal(err)
+	}
+	for i := range 50 {
+		u := fmt.Sprintf("u%02d", i)
+		if _, _, err := h.SetUser(ctx, admin, u, u, u+"@c.test", ""); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := h.AddRoomMember(ctx, admin, "r1", u); err != nil {
+			b.Fatal(err)
+		}
+	}
+	g, err := h.StartConversation(ctx, actor("u00"), []string{"u01", "u02", "u03"}, ptr("Bench"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := h.SendMessage(ctx, actor("u01"), g.ID, "hello there", fmt.Sprintf("b-%d", i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
