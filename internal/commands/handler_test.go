@@ -21,7 +21,9 @@ type fixture struct {
 	ctx   context.Context
 }
 
-func actor(user string) Actor { return Actor{UserID: user, ClinicID: "c1", CorrelationID: "req-" + user} }
+func actor(user string) Actor {
+	return Actor{UserID: user, ClinicID: "c1", CorrelationID: "req-" + user}
+}
 
 // setup gives ann, bob, cat and dan a shared waiting room in clinic c1.
 func setup(t *testing.T, opts Options) fixture {
