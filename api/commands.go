@@ -331,7 +331,7 @@ type sentMessageBody struct {
 	ID       string        `json:"id"`
 	SenderID string        `json:"sender_id"`
 	Kind     string        `json:"kind"`
-	Text     string        `json:"text,omitempty"`
+	Text     string        `json:"text"`
 	File     *sentFileBody `json:"file,omitempty"`
 	SentAt   string        `json:"sent_at"`
 }
