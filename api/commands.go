@@ -452,7 +452,9 @@ func (s *Server) downloadFile(c echo.Context) error {
 		disposition = "attachment"
 	}
 	h.Set(echo.HeaderContentDisposition, disposition)
+	// Served bytes are whatever a colleague uploaded: never let a browser sniff or run them.
 	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
 	h.Set("Cache-Control", "private, no-store")
 	h.Set("ETag", `"`+info.SHA256+`"`)
 	c.Response().WriteHeader(http.StatusOK)
