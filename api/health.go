@@ -85,10 +85,10 @@ func accessLog(log *slog.Logger) echo.MiddlewareFunc {
 			res := c.Response()
 			level := slog.LevelInfo
 			switch {
-			case res.Status >= 500:
-				level = slog.LevelError
 			case c.Path() == "/healthz" || c.Path() == "/readyz" || c.Path() == "/metrics":
 				level = slog.LevelDebug // probes every few seconds would drown the log
+			case res.Status >= 500:
+				level = slog.LevelError
 			}
 			log.LogAttrs(c.Request().Context(), level, "http request",
 				slog.String("request_id", res.Header().Get(echo.HeaderXRequestID)),

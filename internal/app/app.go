@@ -66,13 +66,12 @@ type App struct {
 // Start brings up the infrastructure, migrates and wires every component, and binds the HTTP
 // listener. Nothing is served and no background work runs until Run. On error everything
 // started so far is stopped again.
-func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, err error) {
+func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err error) {
 	started := time.Now()
-	a = &App{cfg: cfg, log: log, Metrics: prometheus.NewRegistry()}
+	a := &App{cfg: cfg, log: log, Metrics: prometheus.NewRegistry()}
 	defer func() {
 		if err != nil {
 			a.Close(context.Background())
-			a = nil
 		}
 	}()
 	a.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -92,7 +91,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (a *App, er
 	if a.pub, err = natsbroker.NewPublisher(a.natsURL, wlog); err != nil {
 		return nil, err
 	}
-	a.Relay = eventstore.NewRelay(a.Store, a.pub, eventstore.RelayConfig{}, log.With("component", "relay"), a.Metrics)
+	a.Relay = eventstore.NewRelay(a.Store, a.pub, eventstore.RelayConfig{}, log, a.Metrics)
 	a.Engine = projections.NewEngine(a.db.Pool, a.Store, a.natsURL, log, a.Metrics)
 	a.blobs = blobs.New(a.db.Pool)
 	// ADAPT if internal/commands.New changes: the single line that builds the command handler.
@@ -228,6 +227,9 @@ func (a *App) Run(ctx context.Context) error {
 	if serr := srv.Shutdown(shutdownCtx); serr != nil {
 		a.log.Warn("http shutdown incomplete, closing connections", "err", serr)
 		srv.Close()
+		if err == nil {
+			err = fmt.Errorf("http shutdown: requests still running after HUDDLE_SHUTDOWN_TIMEOUT (%v): %w", a.cfg.ShutdownTimeout, serr)
+		}
 	}
 	stopWork()
 	if werr := g.Wait(); werr != nil && err == nil && !errors.Is(werr, context.Canceled) {

@@ -11,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -85,6 +87,15 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 		sopts.Port = server.RANDOM_PORT // nats-server reads 0 as its default 4222
 	default:
 		sopts.Port = opts.ListenPort
+	}
+	if sopts.Port > 0 {
+		// nats-server reports a busy port only by never becoming ready; say so at once.
+		addr := net.JoinHostPort(sopts.Host, strconv.Itoa(sopts.Port))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, fmt.Errorf("natsbroker: cannot listen on %s: %w", addr, err)
+		}
+		l.Close()
 	}
 	ns, err := server.NewServer(sopts)
 	if err != nil {

@@ -2,6 +2,9 @@ package natsbroker
 
 import (
 	"context"
+	"net"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -224,5 +227,18 @@ func TestBroker_NoListenerStillServesInProcess(t *testing.T) {
 	defer nc.Close()
 	if err := EnsureStreamConn(context.Background(), nc, StreamConfig{}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestStart_BusyPortFailsAtOnceNamingTheAddress(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	port := l.Addr().(*net.TCPAddr).Port
+	_, err = Start(context.Background(), Options{StoreDir: t.TempDir(), ListenPort: port})
+	if err == nil || !strings.Contains(err.Error(), strconv.Itoa(port)) {
+		t.Fatalf("err = %v, want one naming port %d", err, port)
 	}
 }
