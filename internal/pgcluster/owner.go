@@ -78,7 +78,7 @@ func (r *runAs) give(dir string) error {
 		if st, ok := info.Sys().(*syscall.Stat_t); ok && st.Uid == r.uid && st.Gid == r.gid {
 			return nil
 		}
-		if err := os.Lchown(path, int(r.uid), int(r.gid)); err != nil {
+		if err := os.Lchown(path, int(r.uid), int(r.gid)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("give %s to user %s: %w", path, r.name, err)
 		}
 		return nil
