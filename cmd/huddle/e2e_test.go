@@ -343,6 +343,22 @@ func TestServe_AuthAndBadInputGetProblems(t *testing.T) {
 	problem(s.do("POST", "/v1/conversations", staff, `{"participant_ids":["u-x"],"surprise":1}`), http.StatusBadRequest, "invalid_request")
 }
 
+func TestMigrate_AttachesToRunningServeAndRunsAlone(t *testing.T) {
+	s := newServer(t)
+	s.start()
+	// While serve runs, migrate attaches to its cluster and must leave it running.
+	if out := s.run("migrate"); !strings.Contains(out, "up to date") {
+		t.Fatalf("migrate printed %q", out)
+	}
+	s.expect(http.StatusOK, "GET", "/readyz", "", "")
+	s.stop()
+	// Alone, migrate starts the cluster itself and stops it again.
+	if out := s.run("migrate"); !strings.Contains(out, "up to date") {
+		t.Fatalf("migrate printed %q", out)
+	}
+	s.start()
+}
+
 func TestCLI_HelpAndUnknownCommand(t *testing.T) {
 	bin, err := buildBinary()
 	if err != nil {
