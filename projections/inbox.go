@@ -1,7 +1,12 @@
 package projections
 
 import (
+	"context"
+	"fmt"
+	"strconv"
 	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/huddle-chat/huddle/domain"
 	"github.com/huddle-chat/huddle/eventstore"
@@ -155,11 +160,11 @@ func applyInbox(b *stmts, e eventstore.RecordedEvent, ev domain.Event) error {
 	case domain.MessageSent:
 		b.add(sqlInsertMessage, clinic, id, v, x.MessageID, x.SenderID, "text", x.Text,
 			nil, nil, nil, nil, nil, nil, nil, nil, at, e.Position)
-		b.add(sqlFanOut, clinic, id, x.MessageID, x.SenderID, preview(x.Text), at, true, v, e.Position)
+		b.derived(sqlFanOut, clinic, id, x.MessageID, x.SenderID, preview(x.Text), at, true, v, e.Position)
 	case domain.FileShared:
 		b.add(sqlInsertMessage, clinic, id, v, x.MessageID, x.SenderID, "file", "",
 			x.FileID, x.Name, x.Size, x.ContentType, x.SHA256, nil, nil, nil, at, e.Position)
-		b.add(sqlFanOut, clinic, id, x.MessageID, x.SenderID, preview(x.Name), at, true, v, e.Position)
+		b.derived(sqlFanOut, clinic, id, x.MessageID, x.SenderID, preview(x.Name), at, true, v, e.Position)
 	case domain.ParticipantAdded:
 		b.add(sqlParticipantAdded, clinic, id, x.UserID, v)
 		b.add(sqlVisibilityOpen, clinic, id, x.UserID, v)
@@ -187,17 +192,17 @@ func applyInbox(b *stmts, e eventstore.RecordedEvent, ev domain.Event) error {
 
 	case domain.ConversationMuted:
 		b.add(sqlPrefMuted, clinic, id, x.ConversationID, true, e.Position)
-		b.add(sqlRecountUnarchive, clinic, id, x.ConversationID)
+		b.derived(sqlRecountUnarchive, clinic, id, x.ConversationID)
 	case domain.ConversationUnmuted:
 		b.add(sqlPrefMuted, clinic, id, x.ConversationID, false, e.Position)
-		b.add(sqlRecountUnarchive, clinic, id, x.ConversationID)
+		b.derived(sqlRecountUnarchive, clinic, id, x.ConversationID)
 	case domain.ConversationArchived:
 		b.add(sqlPrefArchived, clinic, id, x.ConversationID, true, e.Position)
 	case domain.ConversationUnarchived:
 		b.add(sqlPrefArchived, clinic, id, x.ConversationID, false, e.Position)
 	case domain.ReadMarkerMoved:
 		b.add(sqlPrefRead, clinic, id, x.ConversationID, x.UpToVersion)
-		b.add(sqlRecountUnread, clinic, id, x.ConversationID, x.UpToVersion)
+		b.derived(sqlRecountUnread, clinic, id, x.ConversationID, x.UpToVersion)
 	}
 	return nil
 }
@@ -208,7 +213,53 @@ func systemMessage(b *stmts, e eventstore.RecordedEvent, clinic, conv, event, ac
 	at := e.RecordedAt.UTC()
 	b.add(sqlInsertMessage, clinic, conv, e.StreamVersion, e.EventID, actor, "system", "",
 		nil, nil, nil, nil, nil, event, actor, subject, at, e.Position)
-	b.add(sqlFanOut, clinic, conv, e.EventID, actor, systemPreview(event), at, false, e.StreamVersion, e.Position)
+	b.derived(sqlFanOut, clinic, conv, e.EventID, actor, systemPreview(event), at, false, e.StreamVersion, e.Position)
+}
+
+// sqlDeriveInbox recomputes, in one set-based statement, every inbox column that the
+// incremental statements above derive from messages, visibility and member_prefs (last
+// message, unread count, unarchive position, last activity). A rebuild loads the base tables
+// without the per-message fan-out and runs this once; the property test holds it to giving
+// exactly what the incremental path gives.
+var sqlDeriveInbox = `WITH agg AS (
+		SELECT v.clinic_id, v.user_id, v.conversation_id, max(m.version) AS last_version,
+		       count(*) FILTER (WHERE m.kind <> 'system' AND m.sender_id <> v.user_id
+		                          AND m.version > coalesce(p.read_version, 0)) AS unread,
+		       coalesce(max(m.position) FILTER (WHERE m.kind <> 'system' AND m.sender_id <> v.user_id
+		           AND NOT (cardinality(p.mute_toggles) > 0 AND coalesce((SELECT t > 0 FROM unnest(p.mute_toggles) AS t
+		                    WHERE abs(t) < m.position ORDER BY abs(t) DESC LIMIT 1), false))), 0) AS unarchive
+		FROM visibility v
+		JOIN messages m ON m.clinic_id = v.clinic_id AND m.conversation_id = v.conversation_id
+		 AND m.version >= v.from_version AND (v.to_version IS NULL OR m.version <= v.to_version)
+		LEFT JOIN member_prefs p ON p.clinic_id = v.clinic_id AND p.user_id = v.user_id AND p.conversation_id = v.conversation_id
+		GROUP BY v.clinic_id, v.user_id, v.conversation_id)
+	UPDATE inbox i SET
+		last_message_id = m.message_id, last_message_sender_id = m.sender_id,
+		last_message_preview = ` + previewSQL("m") + `, last_message_at = m.sent_at,
+		last_activity_at = greatest(i.last_activity_at, m.sent_at),
+		unread_count = agg.unread, unarchive_position = agg.unarchive
+	FROM agg
+	JOIN messages m ON m.clinic_id = agg.clinic_id AND m.conversation_id = agg.conversation_id AND m.version = agg.last_version
+	WHERE i.clinic_id = agg.clinic_id AND i.user_id = agg.user_id AND i.conversation_id = agg.conversation_id`
+
+// previewSQL is preview and systemPreview in SQL, for message rows aliased m.
+func previewSQL(m string) string {
+	src := `CASE ` + m + `.kind WHEN 'file' THEN ` + m + `.file_name ELSE ` + m + `.text END`
+	sys := `CASE ` + m + `.system_event`
+	for _, ev := range []string{SystemParticipantAdded, SystemParticipantRemoved, SystemParticipantLeft, SystemGroupRenamed, SystemOwnershipPassed} {
+		sys += ` WHEN '` + ev + `' THEN '` + systemPreview(ev) + `'`
+	}
+	sys += ` ELSE ` + m + `.system_event END`
+	return `CASE WHEN ` + m + `.kind = 'system' THEN ` + sys +
+		` WHEN char_length(` + src + `) <= ` + strconv.Itoa(previewRunes) + ` THEN ` + src +
+		` ELSE left(` + src + `, ` + strconv.Itoa(previewRunes) + `) || '…' END`
+}
+
+func deriveInbox(ctx context.Context, tx pgx.Tx) error {
+	if _, err := tx.Exec(ctx, sqlDeriveInbox); err != nil {
+		return fmt.Errorf("derive inbox: %w", err)
+	}
+	return nil
 }
 
 func preview(s string) string {

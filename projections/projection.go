@@ -26,12 +26,15 @@ type projection struct {
 	// apply queues the statements one event needs. It never reads: every statement is
 	// set-based on what is already in the tables, so a batch of events can be pipelined.
 	apply func(b *stmts, e eventstore.RecordedEvent, ev domain.Event) error
+	// derive, when set, recomputes in one statement what apply's derived statements
+	// maintain incrementally; a rebuild skips those during its bulk load and calls this once.
+	derive func(ctx context.Context, tx pgx.Tx) error
 }
 
 // projections lists every projection, in the order rebuild and status show them.
 var projections = []*projection{
 	{name: Directory, categories: []string{domain.CategoryDirectory}, tables: directoryTables, apply: applyDirectory},
-	{name: Inbox, categories: []string{domain.CategoryConversation, domain.CategoryMember}, tables: inboxTables, apply: applyInbox},
+	{name: Inbox, categories: []string{domain.CategoryConversation, domain.CategoryMember}, tables: inboxTables, apply: applyInbox, derive: deriveInbox},
 }
 
 // Names lists the projections.
@@ -77,9 +80,18 @@ func projectionsFor(streamID string) []*projection {
 // stmts is a queue of statements for one or many events, sent as one pgx batch.
 type stmts struct {
 	b pgx.Batch
+	// skipDerived drops derived statements (see projection.derive) during a rebuild's load.
+	skipDerived bool
 }
 
 func (s *stmts) add(sql string, args ...any) { s.b.Queue(sql, args...) }
+
+// derived queues a statement that maintains data derivable from the base tables.
+func (s *stmts) derived(sql string, args ...any) {
+	if !s.skipDerived {
+		s.b.Queue(sql, args...)
+	}
+}
 
 func (s *stmts) len() int { return s.b.Len() }
 

@@ -114,10 +114,13 @@ CREATE TABLE inbox (
     -- Global position of the latest message from someone else that arrived while the
     -- conversation was not muted (for this user): it unarchives an archive older than it.
     unarchive_position     bigint NOT NULL DEFAULT 0,
-    PRIMARY KEY (clinic_id, user_id, conversation_id)
+    PRIMARY KEY (clinic_id, user_id, conversation_id),
+    -- The fan-out finds a conversation's rows through this one. A constraint, not a plain
+    -- index, because a rebuild keeps constraint indexes during its load and builds the plain
+    -- ones (only the queries need them) afterwards.
+    CONSTRAINT inbox_by_conversation UNIQUE (clinic_id, conversation_id, user_id)
 );
 CREATE INDEX inbox_activity ON inbox (clinic_id, user_id, last_activity_at DESC, conversation_id DESC);
-CREATE INDEX inbox_conversation ON inbox (clinic_id, conversation_id, membership);
 
 CREATE TABLE member_prefs (
     clinic_id         text NOT NULL,
