@@ -95,7 +95,7 @@ func (s *Service) replay(ctx context.Context, stream string, at time.Time) (Stat
 				return State{}, fmt.Errorf("replay %s@%d: %w", stream, e.StreamVersion, err)
 			}
 			conv = domain.EvolveConversation(conv, e.StreamVersion, ev)
-			if m, ok := messageOf(e, ev); ok {
+			if m, ok := messageOf(conv.ID, e, ev); ok {
 				messages = append(messages, m)
 			}
 		}
@@ -129,7 +129,7 @@ func finish(conv domain.Conversation, messages []StateMessage, at time.Time) (St
 	return st, nil
 }
 
-func messageOf(e eventstore.RecordedEvent, ev domain.Event) (StateMessage, bool) {
+func messageOf(conversationID string, e eventstore.RecordedEvent, ev domain.Event) (StateMessage, bool) {
 	at := e.RecordedAt.UTC()
 	switch m := ev.(type) {
 	case domain.MessageSent:
@@ -139,7 +139,7 @@ func messageOf(e eventstore.RecordedEvent, ev domain.Event) (StateMessage, bool)
 			File: &StateFile{ID: m.FileID, Name: m.Name, Size: m.Size, ContentType: m.ContentType, SHA256: m.SHA256}}, true
 	}
 	if sys, ok := domain.SystemMessageOf(ev); ok {
-		return StateMessage{ID: e.EventID, Version: e.StreamVersion, SenderID: sys.ActorID, Kind: "system", SentAt: at,
+		return StateMessage{ID: domain.MessageID(conversationID, e.StreamVersion), Version: e.StreamVersion, SenderID: sys.ActorID, Kind: "system", SentAt: at,
 			System: &StateSystemRef{Event: sys.Event, ActorID: sys.ActorID, SubjectID: sys.SubjectID}}, true
 	}
 	return StateMessage{}, false
