@@ -140,14 +140,29 @@ func (a *App) startNATS(ctx context.Context) error {
 			return fmt.Errorf("record nats url: %w", err)
 		}
 	}
-	err := natsbroker.EnsureStream(ctx, a.natsURL, natsbroker.StreamConfig{
+	streamCfg := natsbroker.StreamConfig{
 		MaxAge:   a.cfg.StreamMaxAge,
 		MaxBytes: a.cfg.StreamMaxBytes,
 		Replicas: a.cfg.StreamReplicas,
-	})
-	if err != nil {
-		return err
 	}
+	// An external NATS cluster may still be forming (docker compose starts everything at
+	// once; JetStream needs a quorum for a replicated stream): keep trying while ctx allows.
+	for {
+		err := natsbroker.EnsureStream(ctx, a.natsURL, streamCfg)
+		if err == nil {
+			break
+		}
+		if a.cfg.EmbeddedNATS() {
+			return err
+		}
+		a.log.Warn("NATS not ready yet, retrying", "url", a.natsURL, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (gave up: %v)", err, ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
+	var err error
 	a.nc, err = nats.Connect(a.natsURL, nats.Name("huddle-live"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
 	if err != nil {
 		return fmt.Errorf("connect nats %s: %w", a.natsURL, err)
