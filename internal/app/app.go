@@ -17,6 +17,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -82,6 +83,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 	if err := Migrate(ctx, a.db.Pool, log); err != nil {
 		return nil, err
 	}
+	registerPoolMetrics(a.Metrics, a.db.Pool)
 	if err := a.startNATS(ctx); err != nil {
 		return nil, err
 	}
@@ -340,4 +342,21 @@ func (a *App) Close(ctx context.Context) error {
 		a.closeErr = errors.Join(errs...)
 	})
 	return a.closeErr
+}
+
+// registerPoolMetrics exposes the connection pool's use: a pool at its limit shows up as
+// latency everywhere, and this names the cause.
+func registerPoolMetrics(reg prometheus.Registerer, pool *pgxpool.Pool) {
+	gauge := func(name, help string, f func(*pgxpool.Stat) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
+			func() float64 { return f(pool.Stat()) })
+	}
+	reg.MustRegister(
+		gauge("huddle_db_pool_acquired_connections", "Connections in use.", func(s *pgxpool.Stat) float64 { return float64(s.AcquiredConns()) }),
+		gauge("huddle_db_pool_idle_connections", "Idle connections.", func(s *pgxpool.Stat) float64 { return float64(s.IdleConns()) }),
+		gauge("huddle_db_pool_max_connections", "Pool size limit.", func(s *pgxpool.Stat) float64 { return float64(s.MaxConns()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "huddle_db_pool_empty_acquires_total",
+			Help: "Acquires that had to wait for a connection."},
+			func() float64 { return float64(pool.Stat().EmptyAcquireCount()) }),
+	)
 }

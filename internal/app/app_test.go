@@ -3,6 +3,7 @@ package app
 import (
 	"bufio"
 	"context"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -70,6 +71,18 @@ func TestApp_ReadyThenGracefulShutdownEndsLiveStreams(t *testing.T) {
 	go func() { done <- a.Run(ctx) }()
 	waitReady(t, base, done)
 
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"huddle_db_pool_max_connections", "huddle_http_requests_total", "go_goroutines"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+
 	// A connected SSE client must not hold shutdown until its timeout.
 	tok, err := api.MintToken(cfg.JWTSecret, "u1", "c1", []string{api.RoleStaff}, time.Hour)
 	if err != nil {
@@ -78,7 +91,7 @@ func TestApp_ReadyThenGracefulShutdownEndsLiveStreams(t *testing.T) {
 	req, _ := http.NewRequest("GET", base+"/v1/stream", nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Accept", "text/event-stream")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
