@@ -5,7 +5,7 @@
 // Postgres call, under its own temporary directory (so many test binaries can run at once, each
 // with its own cluster, no fixed ports), as an unprivileged user when the tests run as root,
 // with fsync off. A template database is migrated once; each test gets a copy
-// (CREATE DATABASE … TEMPLATE, a file copy that costs milliseconds), dropped at cleanup.
+// (CREATE DATABASE … TEMPLATE … STRATEGY FILE_COPY, about 20 ms), dropped at cleanup.
 //
 // Use it from TestMain so the cluster stops when the binary ends:
 //
@@ -153,7 +153,9 @@ func Postgres(t testing.TB) (*pgxpool.Pool, string) {
 	ctx := context.Background()
 	name := fmt.Sprintf("t%03d", dbSeq.Add(1))
 	createMu.Lock()
-	_, err := shared.admin.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE "+TemplateDB)
+	// FILE_COPY copies the template's files and checkpoints; with fsync off that is about ten
+	// times faster than PostgreSQL 15's default WAL_LOG block-by-block copy (≈20 ms vs ≈200 ms).
+	_, err := shared.admin.Exec(ctx, "CREATE DATABASE "+name+" TEMPLATE "+TemplateDB+" STRATEGY FILE_COPY")
 	createMu.Unlock()
 	if err != nil {
 		t.Fatalf("testenv: create database %s: %v", name, err)
