@@ -25,9 +25,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -101,9 +103,33 @@ func stop() {
 	}
 }
 
+// staleAfter is how old a cluster directory of a killed test binary must be before it is
+// swept; go test's own timeout (10 minutes by default) ends every binary well before that.
+const staleAfter = time.Hour
+
+// sweepStale removes cluster directories that test binaries killed before Main could clean up
+// left behind (about 40 MB each), unless a server still runs in them.
+func sweepStale() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "huddle-test-*"))
+	for _, dir := range dirs {
+		fi, err := os.Stat(dir)
+		if err != nil || time.Since(fi.ModTime()) < staleAfter {
+			continue
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "pg", "data", "postmaster.pid")); err == nil {
+			pid, _ := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+			if pid > 0 && syscall.Kill(pid, 0) == nil {
+				continue
+			}
+		}
+		os.RemoveAll(dir)
+	}
+}
+
 func startCluster() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	sweepStale()
 	dir, err := os.MkdirTemp("", "huddle-test-")
 	if err != nil {
 		shared.err = fmt.Errorf("testenv: temp dir: %w", err)
