@@ -236,6 +236,9 @@ func (a *App) Run(ctx context.Context) error {
 		err = fmt.Errorf("http server: %w", err)
 	case <-gctx.Done():
 		err = fmt.Errorf("background work stopped: %w", context.Cause(gctx))
+	case <-a.db.Exited():
+		// Better to exit and be restarted than to serve 503s forever.
+		err = errors.New("the managed PostgreSQL server exited unexpectedly; see " + a.cfg.PostgresDir() + "/postgres.log")
 	}
 
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)

@@ -86,6 +86,15 @@ func pingUntil(ctx context.Context, pool *pgxpool.Pool, limit time.Duration) err
 	}
 }
 
+// Exited is closed if the managed cluster this process started dies; nil (never ready) for an
+// external or attached database.
+func (db *Database) Exited() <-chan struct{} {
+	if db.cluster == nil || db.cluster.Attached() {
+		return nil
+	}
+	return db.cluster.Exited()
+}
+
 // Close closes the pool and stops the managed cluster (if this process started it).
 func (db *Database) Close(ctx context.Context) error {
 	if db.Pool != nil {
