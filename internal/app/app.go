@@ -219,9 +219,10 @@ func (a *App) Run(ctx context.Context) error {
 	srv := &http.Server{
 		Handler:           endStreamsOnShutdown(a.Server.Handler(), streams),
 		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute, // bodies up to HUDDLE_MAX_FILE_BYTES on slow links
 		IdleTimeout:       2 * time.Minute,
-		// No WriteTimeout: it would cut SSE streams. Handlers bound their own work.
+		// No WriteTimeout and no ReadTimeout: the first cuts SSE streams, and the second's
+		// read deadline, hit by the server's background read, cancels a long request's
+		// context. Handlers bound their own work; body sizes are limited by the API.
 		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelWarn),
 	}
 	serveErr := make(chan error, 1)
