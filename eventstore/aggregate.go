@@ -50,11 +50,11 @@ func load[S any](ctx context.Context, s *Store, streamID string, a Aggregate[S])
 			streamID).Scan(&snap, &snapVersion, &schema)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
-			return state, 0, 0, nil
+			// No snapshot yet: replay from the start.
 		case err != nil:
 			return state, 0, 0, fmt.Errorf("load %s: snapshot: %w", streamID, err)
 		}
-		if snap != nil && int(schema) == a.SnapshotVersion {
+		if err == nil && snap != nil && int(schema) == a.SnapshotVersion {
 			if err := json.Unmarshal(snap, &state); err != nil {
 				return state, 0, 0, fmt.Errorf("load %s: decode snapshot: %w", streamID, err)
 			}
@@ -144,7 +144,7 @@ func Execute[S any](ctx context.Context, s *Store, streamID string, a Aggregate[
 func (s *Store) commandResult(ctx context.Context, commandID string) (AppendResult, bool, error) {
 	var streamID string
 	var first, last int64
-	err := s.pool.QueryRow(ctx, `SELECT stream_id, first_version, last_version FROM commands WHERE command_id = $1`,
+	err := s.pool.QueryRow(ctx, `SELECT stream_id, stream_version, command_last_version FROM events WHERE command_id = $1`,
 		commandID).Scan(&streamID, &first, &last)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return AppendResult{}, false, nil
@@ -188,8 +188,11 @@ func maybeSnapshot[S any](ctx context.Context, s *Store, streamID string, a Aggr
 		return
 	}
 	// The condition keeps a slower writer from replacing a newer snapshot with an older one.
-	_, err = s.pool.Exec(ctx, `UPDATE streams SET snapshot = $2, snapshot_version = $3, snapshot_schema = $4
-		WHERE stream_id = $1 AND (snapshot_version < $3 OR snapshot_schema <> $4)`,
+	_, err = s.pool.Exec(ctx, `INSERT INTO streams AS s (stream_id, snapshot, snapshot_version, snapshot_schema)
+		VALUES ($1, $2, $3, $4)
+		ON CONFLICT (stream_id) DO UPDATE SET snapshot = excluded.snapshot, snapshot_version = excluded.snapshot_version,
+			snapshot_schema = excluded.snapshot_schema, updated_at = now()
+		WHERE s.snapshot_version < excluded.snapshot_version OR s.snapshot_schema <> excluded.snapshot_schema`,
 		streamID, snap, res.LastVersion, int32(a.SnapshotVersion))
 	if err != nil {
 		s.log.Warn("snapshot write failed", "stream", streamID, "version", res.LastVersion, "err", err)

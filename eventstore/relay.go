@@ -142,7 +142,7 @@ func (r *Relay) Run(ctx context.Context) error {
 			return nil
 		}
 		r.dbOK.Store(false)
-		r.log.Warn("relay session ended, retrying", "err", err.Error(), "backoff", backoff)
+		r.log.Warn("relay session ended, retrying", "err", fmt.Sprint(err), "backoff", backoff)
 		if !sleep(ctx, backoff) {
 			return nil
 		}

@@ -30,14 +30,15 @@ type VerifySummary struct {
 // OK reports whether every chain checked out.
 func (v VerifySummary) OK() bool { return len(v.Bad) == 0 }
 
-// verifySQL reads stored rows as they are (no upcasting), with the streams row's head.
+// verifySQL reads stored rows as they are (no upcasting).
 const verifySQL = `SELECT e.stream_id, e.stream_version, e.event_id::text, e.type, e.schema_version,
-	e.data::text, e.metadata::text, e.recorded_at, e.prev_hash, e.hash, s.version, s.last_hash
-	FROM events e LEFT JOIN streams s ON s.stream_id = e.stream_id`
+	e.data::text, e.metadata::text, e.recorded_at, e.prev_hash, e.hash
+	FROM events e`
 
 // Verify recomputes streamID's hash chain from the stored rows and reports the first version
-// that does not match: changed data, metadata or any hashed field, a broken link, a missing
-// version, or a streams head that disagrees with the last event.
+// that does not match: changed data, metadata or any hashed field, a broken link, or a missing
+// version. (Removing a stream's newest events together with nothing else cannot be seen from
+// the stream alone; the hashes published with every event let integrators anchor the head.)
 func (s *Store) Verify(ctx context.Context, streamID string) (VerifyResult, error) {
 	rows, err := s.pool.Query(ctx, verifySQL+` WHERE e.stream_id = $1 ORDER BY e.stream_version`, streamID)
 	if err != nil {
@@ -75,22 +76,14 @@ func (s *Store) VerifyAll(ctx context.Context) (VerifySummary, error) {
 func verifyRows(rows pgx.Rows, done func(VerifyResult)) error {
 	defer rows.Close()
 	var (
-		cur        *VerifyResult
-		prevHash   string
-		headV      int64
-		headHash   string
-		lastV      int64
-		haveStream bool
+		cur      *VerifyResult
+		prevHash string
+		lastV    int64
 	)
 	finish := func() {
-		if cur == nil {
-			return
+		if cur != nil {
+			done(*cur)
 		}
-		if cur.OK && (!haveStream || headV != lastV || headHash != prevHash) {
-			cur.OK, cur.FirstBadVersion = false, lastV
-			cur.Reason = fmt.Sprintf("streams head (version %d) disagrees with the last event (version %d)", headV, lastV)
-		}
-		done(*cur)
 	}
 	for rows.Next() {
 		var (
@@ -98,20 +91,14 @@ func verifyRows(rows pgx.Rows, done func(VerifyResult)) error {
 			version                                        int64
 			sv                                             int32
 			recordedAt                                     time.Time
-			sVersion                                       *int64
-			sHash                                          *string
 		)
-		if err := rows.Scan(&streamID, &version, &eventID, &typ, &sv, &data, &meta, &recordedAt, &prev, &hash, &sVersion, &sHash); err != nil {
+		if err := rows.Scan(&streamID, &version, &eventID, &typ, &sv, &data, &meta, &recordedAt, &prev, &hash); err != nil {
 			return fmt.Errorf("scan: %w", err)
 		}
 		if cur == nil || cur.StreamID != streamID {
 			finish()
 			cur = &VerifyResult{StreamID: streamID, OK: true}
 			prevHash, lastV = "", 0
-			haveStream = sVersion != nil
-			if haveStream {
-				headV, headHash = *sVersion, *sHash
-			}
 		}
 		cur.Events++
 		if !cur.OK {
