@@ -138,8 +138,9 @@ func startCluster() {
 	shared.dir = dir
 	c, err := pgcluster.Start(ctx, pgcluster.Options{
 		Dir: filepath.Join(dir, "pg"),
-		// Tests create and drop many small databases; lean memory lets many binaries run side by side.
-		Settings: map[string]string{"shared_buffers": "32MB"},
+		// Lean memory lets many test binaries run side by side; parallel tests each holding a
+		// pool (an app under test holds up to 40 connections) need more than 200 slots.
+		Settings: map[string]string{"shared_buffers": "32MB", "max_connections": "500"},
 	})
 	if err != nil {
 		shared.err = fmt.Errorf("testenv: start postgres: %w", err)
