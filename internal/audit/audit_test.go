@@ -35,7 +35,9 @@ func newWorld(t *testing.T) world {
 	return world{store: store, cmds: commands.New(store, blobs.New(pool), commands.Options{}), svc: audit.New(store)}
 }
 
-func actor(user string) commands.Actor { return commands.Actor{UserID: user, ClinicID: "c1", CorrelationID: "req-" + user} }
+func actor(user string) commands.Actor {
+	return commands.Actor{UserID: user, ClinicID: "c1", CorrelationID: "req-" + user}
+}
 
 func must[T any](t *testing.T) func(T, error) T {
 	return func(v T, err error) T {
