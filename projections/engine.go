@@ -54,6 +54,10 @@ type Engine struct {
 	AckWait time.Duration
 	// StatusEvery is how often lag metrics are refreshed (default 5 s).
 	StatusEvery time.Duration
+	// Bootstrap (default true) makes Run rebuild, before consuming, any projection that has
+	// applied nothing while the store holds events: JetStream's retention may no longer reach
+	// back to the first event (a new deployment on an old store, a wiped broker).
+	Bootstrap bool
 
 	running atomic.Bool
 	waiters waiters
@@ -79,6 +83,7 @@ func NewEngine(pool *pgxpool.Pool, store EventReader, natsURL string, log *slog.
 		m:           newMetrics(reg),
 		AckWait:     30 * time.Second,
 		StatusEvery: 5 * time.Second,
+		Bootstrap:   true,
 		waiters:     waiters{m: map[string][]*waiter{}},
 		failures:    map[string]int{},
 	}
@@ -86,6 +91,12 @@ func NewEngine(pool *pgxpool.Pool, store EventReader, natsURL string, log *slog.
 
 // Run consumes events until ctx ends. It returns nil on a clean shutdown.
 func (e *Engine) Run(ctx context.Context) error {
+	if e.Bootstrap {
+		if err := e.bootstrap(ctx); err != nil {
+			// Live projection still works (gaps fill from the store); say so loudly.
+			e.log.Error("projection bootstrap failed; run `huddle projections rebuild`", "err", err)
+		}
+	}
 	// Watermill's per-message debug lines would drown ours; its info lines (handler start and
 	// stop) are worth keeping at debug.
 	wlog := watermill.NewSlogLoggerWithLevelMapping(e.log, map[slog.Level]slog.Level{
@@ -136,6 +147,36 @@ func (e *Engine) Run(ctx context.Context) error {
 		return fmt.Errorf("projections: router: %w", err)
 	}
 	return nil
+}
+
+// bootstrap rebuilds the projections that have no checkpoint at all when the store has events.
+func (e *Engine) bootstrap(ctx context.Context) error {
+	var empty []string
+	for _, p := range projections {
+		var none bool
+		if err := e.pool.QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM projection_checkpoints WHERE projection = $1)`, p.name).Scan(&none); err != nil {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+		if none {
+			empty = append(empty, p.name)
+		}
+	}
+	if len(empty) == 0 {
+		return nil
+	}
+	var any bool
+	if err := e.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM events)`).Scan(&any); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	if !any {
+		return nil
+	}
+	e.log.Info("projections: empty read models over a non-empty store, rebuilding first", "projections", empty)
+	err := e.Rebuild(ctx, empty, nil)
+	if errors.Is(err, ErrRebuildRunning) {
+		return nil // another instance is doing it; its swap will catch up what we apply meanwhile
+	}
+	return err
 }
 
 // Healthy reports whether every projector is subscribed and consuming.

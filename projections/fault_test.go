@@ -141,3 +141,16 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// Read models that have never applied anything over a store that has events (JetStream's
+// retention no longer reaches back) are rebuilt from the store before consuming.
+func TestBootstrap_EmptyReadModelsOverAnOldStore(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	faultScenario(e) // in the store, never published
+	e.engine.Bootstrap = true
+	e.run()
+	e.settle()
+	checkFaultScenario(e)
+	e.requireSameAsRebuild()
+}

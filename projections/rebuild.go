@@ -266,7 +266,7 @@ func (e *Engine) rebuild(ctx context.Context, ps []*projection, progress func(do
 			done += int64(len(evs))
 		}
 		for _, p := range ps {
-			if err := catchUpLive(ctx, tx, e.store, p, live, marks); err != nil {
+			if err := catchUpStreams(ctx, tx, e.store, p, live, marks); err != nil {
 				return err
 			}
 			for _, t := range p.tables {
@@ -303,13 +303,17 @@ func (e *Engine) rebuild(ctx context.Context, ps []*projection, progress func(do
 	return nil
 }
 
-// catchUpLive applies, into the shadow tables, the events of every stream that the live
-// appliers had got further on than the rebuild (their events were committed but not yet
-// visible to the gap-safe read). Called under the projection's exclusive lock.
-func catchUpLive(ctx context.Context, tx pgx.Tx, store EventReader, p *projection, live string, marks map[string]map[string]streamMark) error {
-	rows, err := tx.Query(ctx, `SELECT stream_id, version FROM `+ident(live, "projection_checkpoints")+` WHERE projection = $1`, p.name)
+// catchUpStreams applies, into the shadow tables, every stream of p's categories that the
+// store holds further than the rebuild got: events the gap-safe read could not see yet
+// (a transaction anywhere in the cluster holds its horizon back), including ones the live
+// appliers already applied to the old tables. Called under the projection's exclusive lock,
+// so the store's stream versions read here bound what live has applied.
+func catchUpStreams(ctx context.Context, tx pgx.Tx, store EventReader, p *projection, live string, marks map[string]map[string]streamMark) error {
+	// The event store's streams table holds every stream's current version.
+	rows, err := tx.Query(ctx, `SELECT stream_id, version FROM `+ident(live, "streams")+
+		` WHERE split_part(stream_id, '-', 1) = ANY($1)`, p.categories)
 	if err != nil {
-		return fmt.Errorf("live checkpoints: %w", err)
+		return fmt.Errorf("store streams: %w", err)
 	}
 	type behind struct {
 		stream string
