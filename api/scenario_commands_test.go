@@ -101,6 +101,8 @@ func (s *scenario) send(req *http.Request, token string) reply {
 	if err != nil {
 		s.t.Fatal(err)
 	}
+	// Every response must be one openapi.yaml documents, body and all.
+	api.CheckResponse(s.t, req.Method, req.URL.Path, res.StatusCode, res.Header.Get("Content-Type"), body)
 	r := reply{status: res.StatusCode, header: res.Header, body: body}
 	if strings.Contains(res.Header.Get("Content-Type"), "json") && len(body) > 0 {
 		if err := json.Unmarshal(body, &r.json); err != nil {
@@ -294,12 +296,12 @@ func TestScenario_ProviderToProviderWebChats(t *testing.T) {
 				events = append(events, sys["event"].(string)+":"+sys["subject_id"].(string))
 			}
 		}
-		if !slices.Contains(events, "added:cat-ma") || !slices.Contains(events, "removed:dan-ma") {
+		if !slices.Contains(events, domain.SystemParticipantAdded+":cat-ma") || !slices.Contains(events, domain.SystemParticipantRemoved+":dan-ma") {
 			t.Fatalf("system messages: %v", events)
 		}
 		// Dan, removed, sees history up to his removal and nothing after.
 		danMsgs := s.messages(dan, group)
-		if last := danMsgs[len(danMsgs)-1]; last["kind"] != "system" || last["system"].(map[string]any)["event"] != "removed" {
+		if last := danMsgs[len(danMsgs)-1]; last["kind"] != "system" || last["system"].(map[string]any)["event"] != domain.SystemParticipantRemoved {
 			t.Fatalf("Dan's history must end at his removal: %v", danMsgs)
 		}
 	})
@@ -359,7 +361,7 @@ func TestScenario_ProviderToProviderWebChats(t *testing.T) {
 		// "You left the group", and nothing new until someone adds you back.
 		catMsgs := s.messages(cat, group)
 		last := catMsgs[len(catMsgs)-1]
-		if sys, _ := last["system"].(map[string]any); sys == nil || sys["event"] != "left" || sys["subject_id"] != "cat-ma" {
+		if sys, _ := last["system"].(map[string]any); sys == nil || sys["event"] != domain.SystemParticipantLeft || sys["subject_id"] != "cat-ma" {
 			t.Fatalf("Cat's history must end with her leaving: %v", last)
 		}
 		s.must(s.do("POST", g+"/participants", bob, map[string]any{"user_id": "cat-ma"}), 204, "")
