@@ -25,6 +25,7 @@ import (
 
 	"github.com/huddle-chat/huddle/api"
 	"github.com/huddle-chat/huddle/eventstore"
+	"github.com/huddle-chat/huddle/internal/audit"
 	"github.com/huddle-chat/huddle/internal/blobs"
 	"github.com/huddle-chat/huddle/internal/commands"
 	"github.com/huddle-chat/huddle/internal/config"
@@ -109,6 +110,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 		Metrics:      a.Metrics,
 		MaxFileBytes: cfg.MaxFileBytes,
 		Live:         live.NewHub(a.nc),
+		Audit:        audit.New(a.Store),
 		Feed:         a.feed,
 	})
 
