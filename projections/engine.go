@@ -16,9 +16,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/huddle-chat/huddle/eventstore"
+	"github.com/huddle-chat/huddle/internal/live"
 	"github.com/huddle-chat/huddle/internal/natsbroker"
 )
 
@@ -63,7 +65,10 @@ type Engine struct {
 	waiters waiters
 
 	mu       sync.Mutex
-	failures map[string]int // event id → non-transient failures so far
+	failures map[string]int // event id → failures so far
+
+	// notifier pings users whose live feed got entries; set by Run.
+	notifier *live.Notifier
 
 	// afterCommit, when set (tests), runs after an event's transaction committed and before
 	// the message is acked; an error then nacks it, as if the process died before acking.
@@ -109,6 +114,12 @@ func (e *Engine) Run(ctx context.Context) error {
 	// No Retry/PoisonQueue middleware: a failing handler nacks, JetStream redelivers, and the
 	// handler itself counts non-transient failures and parks poison events (see handle).
 	router.AddMiddleware(middleware.Recoverer)
+	nc, err := nats.Connect(e.natsURL, nats.Name("huddle-projections-live"), nats.MaxReconnects(-1))
+	if err != nil {
+		return fmt.Errorf("projections: nats for live pings: %w", err)
+	}
+	defer nc.Close()
+	e.notifier = live.NewNotifier(nc, e.log)
 	var subs []message.Subscriber
 	defer func() {
 		for _, s := range subs {
@@ -302,6 +313,12 @@ func (e *Engine) applyStream(ctx context.Context, p *projection, ev eventstore.R
 	if err := b.send(ctx, tx); err != nil {
 		return 0, ev, err
 	}
+	var targets []live.Target
+	if p.name == Inbox {
+		if targets, err = appendLive(ctx, tx, events); err != nil {
+			return 0, ev, err
+		}
+	}
 	last := events[len(events)-1]
 	if _, err := tx.Exec(ctx, sqlSetCheckpoint, p.name, ev.StreamID, last.StreamVersion, last.Position, last.RecordedAt); err != nil {
 		return 0, ev, fmt.Errorf("set checkpoint: %w", err)
@@ -309,6 +326,7 @@ func (e *Engine) applyStream(ctx context.Context, p *projection, ev eventstore.R
 	if err := tx.Commit(ctx); err != nil {
 		return 0, ev, fmt.Errorf("commit: %w", err)
 	}
+	e.notifier.Notify(targets...)
 	return len(events), last, nil
 }
 

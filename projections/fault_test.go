@@ -154,3 +154,38 @@ func TestBootstrap_EmptyReadModelsOverAnOldStore(t *testing.T) {
 	checkFaultScenario(e)
 	e.requireSameAsRebuild()
 }
+
+// The live feed gets each event once per user who can see it, whatever NATS delivers.
+func TestLiveFeed_OncePerVisibleEvent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	conv, member := faultScenario(e)
+	e.deliver(conv[3])
+	e.deliver(conv...)
+	e.deliver(member...)
+	e.run()
+	e.settle()
+	rows, err := e.pool.Query(e.ctx, `SELECT kind, coalesce(body->>'id', '') FROM live_feed WHERE user_id = 'u3' ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for rows.Next() {
+		var kind, id string
+		if err := rows.Scan(&kind, &id); err != nil {
+			t.Fatal(err)
+		}
+		if kind == "message" {
+			got = append(got, id)
+		}
+	}
+	rows.Close()
+	if len(got) != 5 || got[0] != "m1" || got[1] != "m2" || got[4] != "m4" {
+		t.Errorf("u3's live messages: %v, want m1 m2 <left> <added> m4", got)
+	}
+	// Started, u3 left, u3 added back, muted, read: five summaries, even with every
+	// conversation event delivered twice.
+	if n := e.count(`SELECT count(*) FROM live_feed WHERE user_id = 'u2' AND kind = 'conversation'`); n != 5 {
+		t.Errorf("u2 got %d conversation entries, want 5", n)
+	}
+}

@@ -30,7 +30,13 @@ const (
 )
 
 // Queries answers the read side of API.md from the read models.
-type Queries struct{ pool *pgxpool.Pool }
+type Queries struct{ pool db }
+
+// db is a pool or, for the live feed built inside an applying transaction, that transaction.
+type db interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
 
 // NewQueries returns the read-side queries over pool.
 func NewQueries(pool *pgxpool.Pool) *Queries { return &Queries{pool: pool} }

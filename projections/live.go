@@ -1,0 +1,170 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/huddle-chat/huddle/domain"
+	"github.com/huddle-chat/huddle/eventstore"
+	"github.com/huddle-chat/huddle/internal/live"
+)
+
+// The live stream (GET /v1/stream, ADR 0004): while applying events live, the inbox projector
+// appends each affected user's feed entries in the same transaction, built from the read
+// models as that transaction sees them, and pings the users after commit. A rebuild appends
+// nothing (clients would see old notifications again), and neither does a skipped duplicate.
+
+// LiveMessage is the body of a `message` entry: a Message plus its conversation and whether
+// the client should pop up and play a sound.
+type LiveMessage struct {
+	Message
+	ConversationID string `json:"conversation_id"`
+	Notify         bool   `json:"notify"`
+}
+
+// LiveRemoved is the body of a `removed` entry: a conversation left the list (deleted).
+type LiveRemoved struct {
+	ConversationID string `json:"conversation_id"`
+}
+
+const (
+	sqlSeers = `SELECT user_id FROM visibility
+		WHERE clinic_id = $1 AND conversation_id = $2 AND from_version <= $3 AND (to_version IS NULL OR to_version >= $3)
+		ORDER BY user_id`
+	sqlInboxUsers = `SELECT user_id FROM inbox WHERE clinic_id = $1 AND conversation_id = $2 ORDER BY user_id`
+	sqlMessageAt  = `SELECT m.version, m.message_id, m.sender_id, m.kind, m.text,
+		m.file_id, m.file_name, m.file_size, m.file_content_type, m.file_sha256,
+		m.system_event, m.system_actor_id, m.system_subject_id, m.sent_at
+		FROM messages m WHERE m.clinic_id = $1 AND m.conversation_id = $2 AND m.version = $3`
+	sqlMutedNow = `SELECT coalesce((SELECT muted FROM member_prefs WHERE clinic_id = $1 AND user_id = $2 AND conversation_id = $3), false)`
+)
+
+// appendLive appends the feed entries for events (already applied in tx) and returns whom to
+// ping after commit.
+func appendLive(ctx context.Context, tx pgx.Tx, events []eventstore.RecordedEvent) ([]live.Target, error) {
+	q := &Queries{pool: tx}
+	var targets []live.Target
+	add := func(clinic, user, kind string, body any) error {
+		to := live.Target{ClinicID: clinic, UserID: user}
+		if _, err := live.Append(ctx, tx, to, kind, body); err != nil {
+			return err
+		}
+		targets = append(targets, to)
+		return nil
+	}
+	summary := func(clinic, user, conv string) error {
+		c, err := q.GetConversation(ctx, clinic, user, conv)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		return add(clinic, user, live.KindConversation, c.Summary)
+	}
+	unread := func(clinic, user string) error {
+		u, err := q.Unread(ctx, clinic, user)
+		if err != nil {
+			return err
+		}
+		return add(clinic, user, live.KindUnread, u)
+	}
+	for _, e := range events {
+		ev, err := domain.Decode(e.Type, e.Data)
+		if err != nil {
+			continue // the projector already decided what to do with it
+		}
+		clinic := clinicOf(e)
+		switch e.Category() {
+		case domain.CategoryMember:
+			user := streamSuffix(e.StreamID)
+			var conv string
+			switch x := ev.(type) {
+			case domain.ConversationMuted:
+				conv = x.ConversationID
+			case domain.ConversationUnmuted:
+				conv = x.ConversationID
+			case domain.ConversationArchived:
+				conv = x.ConversationID
+			case domain.ConversationUnarchived:
+				conv = x.ConversationID
+			case domain.ReadMarkerMoved:
+				conv = x.ConversationID
+				if err := unread(clinic, user); err != nil {
+					return nil, err
+				}
+			default:
+				continue
+			}
+			if err := summary(clinic, user, conv); err != nil {
+				return nil, err
+			}
+		case domain.CategoryConversation:
+			conv := streamSuffix(e.StreamID)
+			if _, deleted := ev.(domain.GroupDeleted); deleted {
+				users, err := collectStrings(ctx, tx, sqlInboxUsers, clinic, conv)
+				if err != nil {
+					return nil, err
+				}
+				for _, u := range users {
+					if err := add(clinic, u, live.KindRemoved, LiveRemoved{ConversationID: conv}); err != nil {
+						return nil, err
+					}
+				}
+				continue
+			}
+			users, err := collectStrings(ctx, tx, sqlSeers, clinic, conv, e.StreamVersion)
+			if err != nil {
+				return nil, err
+			}
+			rows, err := tx.Query(ctx, sqlMessageAt, clinic, conv, e.StreamVersion)
+			if err != nil {
+				return nil, fmt.Errorf("live: message: %w", err)
+			}
+			msgs, err := pgx.CollectRows(rows, scanMessage)
+			if err != nil {
+				return nil, fmt.Errorf("live: message: %w", err)
+			}
+			for _, u := range users {
+				if len(msgs) == 1 {
+					m := msgs[0]
+					var muted bool
+					if err := tx.QueryRow(ctx, sqlMutedNow, clinic, u, conv).Scan(&muted); err != nil {
+						return nil, fmt.Errorf("live: muted: %w", err)
+					}
+					notify := m.Kind != "system" && m.SenderID != u && !muted
+					if err := add(clinic, u, live.KindMessage, LiveMessage{Message: m, ConversationID: conv, Notify: notify}); err != nil {
+						return nil, err
+					}
+					if m.Kind != "system" {
+						if m.SenderID != u {
+							if err := unread(clinic, u); err != nil {
+								return nil, err
+							}
+						}
+						continue // a plain message: the message entry says it all
+					}
+				}
+				if err := summary(clinic, u, conv); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return targets, nil
+}
+
+func collectStrings(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]string, error) {
+	rows, err := tx.Query(ctx, sql, args...)
+	if err != nil {
+		return nil, fmt.Errorf("live: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("live: %w", err)
+	}
+	return out, nil
+}
