@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/huddle-chat/huddle/eventstore"
 )
@@ -65,5 +66,32 @@ func TestAppend_RejectsWrongExpectedVersion(t *testing.T) {
 	}
 	if _, err := s.Append(ctx, "member-u1", eventstore.ExpectAny, nil, ""); !errors.Is(err, eventstore.ErrNoEvents) {
 		t.Fatalf("empty append: %v", err)
+	}
+}
+
+func TestAppend_NotifiesListenersAfterCommit(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	conn, err := s.Pool().Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "LISTEN "+eventstore.NotifyChannel); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, s, "conversation-n", eventstore.ExpectNoStream, "", msg(1), msg(2))
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	n, err := conn.Conn().WaitForNotification(wctx)
+	if err != nil {
+		t.Fatalf("no notification after an append: %v", err)
+	}
+	if n.Payload != "conversation-n:2" {
+		t.Fatalf("payload %q", n.Payload)
+	}
+	if _, err := conn.Exec(ctx, "UNLISTEN *"); err != nil {
+		t.Fatal(err)
 	}
 }
