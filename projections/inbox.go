@@ -57,6 +57,7 @@ const (
 		SELECT $1, u, $2, 'active', $3 FROM unnest($4::text[]) AS t(u)
 		ON CONFLICT DO NOTHING`
 
+	// sqlInsertMessage's columns are messageColumns, in order (a rebuild COPYs them).
 	sqlInsertMessage = `INSERT INTO messages (clinic_id, conversation_id, version, message_id, sender_id, kind, text,
 		file_id, file_name, file_size, file_content_type, file_sha256,
 		system_event, system_actor_id, system_subject_id, sent_at, position)
@@ -158,11 +159,11 @@ func applyInbox(b *stmts, e eventstore.RecordedEvent, ev domain.Event) error {
 		b.add(sqlConvVisibility, clinic, id, v, x.ParticipantIDs)
 		b.add(sqlConvInbox, clinic, id, at, x.ParticipantIDs)
 	case domain.MessageSent:
-		b.add(sqlInsertMessage, clinic, id, v, x.MessageID, x.SenderID, "text", x.Text,
+		b.message(clinic, id, v, x.MessageID, x.SenderID, "text", x.Text,
 			nil, nil, nil, nil, nil, nil, nil, nil, at, e.Position)
 		b.derived(sqlFanOut, clinic, id, x.MessageID, x.SenderID, preview(x.Text), at, true, v, e.Position)
 	case domain.FileShared:
-		b.add(sqlInsertMessage, clinic, id, v, x.MessageID, x.SenderID, "file", "",
+		b.message(clinic, id, v, x.MessageID, x.SenderID, "file", "",
 			x.FileID, x.Name, x.Size, x.ContentType, x.SHA256, nil, nil, nil, at, e.Position)
 		b.derived(sqlFanOut, clinic, id, x.MessageID, x.SenderID, preview(x.Name), at, true, v, e.Position)
 	case domain.ParticipantAdded:
@@ -211,10 +212,14 @@ func applyInbox(b *stmts, e eventstore.RecordedEvent, ev domain.Event) error {
 // member's last message. It never counts as unread.
 func systemMessage(b *stmts, e eventstore.RecordedEvent, clinic, conv, event, actor, subject string) {
 	at := e.RecordedAt.UTC()
-	b.add(sqlInsertMessage, clinic, conv, e.StreamVersion, e.EventID, actor, "system", "",
+	b.message(clinic, conv, e.StreamVersion, e.EventID, actor, "system", "",
 		nil, nil, nil, nil, nil, event, actor, subject, at, e.Position)
 	b.derived(sqlFanOut, clinic, conv, e.EventID, actor, systemPreview(event), at, false, e.StreamVersion, e.Position)
 }
+
+var messageColumns = []string{"clinic_id", "conversation_id", "version", "message_id", "sender_id", "kind", "text",
+	"file_id", "file_name", "file_size", "file_content_type", "file_sha256",
+	"system_event", "system_actor_id", "system_subject_id", "sent_at", "position"}
 
 // sqlDeriveInbox recomputes, in one set-based statement, every inbox column that the
 // incremental statements above derive from messages, visibility and member_prefs (last

@@ -80,8 +80,19 @@ func projectionsFor(streamID string) []*projection {
 // stmts is a queue of statements for one or many events, sent as one pgx batch.
 type stmts struct {
 	b pgx.Batch
-	// skipDerived drops derived statements (see projection.derive) during a rebuild's load.
+	// skipDerived drops derived statements (see projection.derive) during a rebuild's load;
+	// then nothing in the batch reads messages, so new messages are COPYed in instead.
 	skipDerived bool
+	messages    [][]any
+}
+
+// message inserts a message row (columns messageColumns).
+func (s *stmts) message(row ...any) {
+	if s.skipDerived {
+		s.messages = append(s.messages, row)
+		return
+	}
+	s.b.Queue(sqlInsertMessage, row...)
 }
 
 func (s *stmts) add(sql string, args ...any) { s.b.Queue(sql, args...) }
@@ -93,10 +104,14 @@ func (s *stmts) derived(sql string, args ...any) {
 	}
 }
 
-func (s *stmts) len() int { return s.b.Len() }
-
 // send runs the queued statements on tx and empties the queue.
 func (s *stmts) send(ctx context.Context, tx pgx.Tx) error {
+	if len(s.messages) > 0 {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"messages"}, messageColumns, pgx.CopyFromRows(s.messages)); err != nil {
+			return fmt.Errorf("copy messages: %w", err)
+		}
+		s.messages = nil
+	}
 	if s.b.Len() == 0 {
 		return nil
 	}
