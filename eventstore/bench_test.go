@@ -71,11 +71,12 @@ func parallel(b *testing.B, writers, n int, op func(w, i int) error) time.Durati
 
 // BenchmarkAppend measures single-event appends/s:
 //   - distinct: each append to its own stream (no contention);
+//   - distinct-cmd: the same with a command id (idempotency check and index);
 //   - hot-any: every writer appends to one stream with ExpectAny (serialised on its row lock);
 //   - hot-execute: every writer runs Execute on one stream (load, decide, append with the
 //     expected version; conflicts are retried, reported as retries/op).
 func BenchmarkAppend(b *testing.B) {
-	for _, mode := range []string{"distinct", "hot-any", "hot-execute"} {
+	for _, mode := range []string{"distinct", "distinct-cmd", "hot-any", "hot-execute"} {
 		for _, writers := range []int{1, 8, 32} {
 			b.Run(fmt.Sprintf("%s/writers=%d", mode, writers), func(b *testing.B) {
 				s, _ := benchStore(b, writers)
@@ -89,6 +90,9 @@ func BenchmarkAppend(b *testing.B) {
 					switch mode {
 					case "distinct":
 						_, err := s.Append(ctx, fmt.Sprintf("conversation-b%d", i), eventstore.ExpectNoStream, []eventstore.EventData{msg(i)}, "")
+						return err
+					case "distinct-cmd":
+						_, err := s.Append(ctx, fmt.Sprintf("conversation-b%d", i), eventstore.ExpectNoStream, []eventstore.EventData{msg(i)}, fmt.Sprintf("cmd-%d", i))
 						return err
 					case "hot-any":
 						_, err := s.Append(ctx, "conversation-hot", eventstore.ExpectAny, []eventstore.EventData{msg(i)}, "")
