@@ -68,6 +68,31 @@ func chainHash(prevHash string, version int64, digest string) string {
 
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
 
+// canonicalMetadata is canonicalJSON(json.Marshal(md)) without the round trip: the keys in
+// sorted order, the values as canonical strings.
+func canonicalMetadata(md Metadata) []byte {
+	var b bytes.Buffer
+	b.Grow(128)
+	for i, kv := range [...]struct{ k, v string }{
+		{"actor_id", md.ActorID},
+		{"causation_id", md.CausationID},
+		{"clinic_id", md.ClinicID},
+		{"command_id", md.CommandID},
+		{"correlation_id", md.CorrelationID},
+	} {
+		if i == 0 {
+			b.WriteByte('{')
+		} else {
+			b.WriteByte(',')
+		}
+		writeCanonicalString(&b, kv.k)
+		b.WriteByte(':')
+		writeCanonicalString(&b, kv.v)
+	}
+	b.WriteByte('}')
+	return b.Bytes()
+}
+
 // canonicalJSON returns the canonical encoding of one JSON value.
 func canonicalJSON(raw []byte) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))

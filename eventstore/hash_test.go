@@ -1,6 +1,11 @@
 package eventstore
 
-import "testing"
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"testing"
+)
 
 func TestCanonicalJSON_SurvivesJSONBNormalisation(t *testing.T) {
 	for _, tc := range []struct{ a, b string }{
@@ -38,6 +43,27 @@ func TestCanonicalJSON_SurvivesJSONBNormalisation(t *testing.T) {
 	}
 	if _, err := canonicalJSON([]byte(`{"a":1} x`)); err == nil {
 		t.Error("trailing data accepted")
+	}
+}
+
+func TestCanonicalMetadata_MatchesCanonicalJSONOfItsMarshalling(t *testing.T) {
+	// Every field gets a distinct awkward value, so a field added to Metadata but not to
+	// canonicalMetadata fails here.
+	var md Metadata
+	v := reflect.ValueOf(&md).Elem()
+	for i := range v.NumField() {
+		v.Field(i).SetString(fmt.Sprintf("v%d \"é\n<&>", i))
+	}
+	raw, err := json.Marshal(md)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := canonicalJSON(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := canonicalMetadata(md); string(got) != string(want) {
+		t.Fatalf("canonicalMetadata = %s, want %s", got, want)
 	}
 }
 

@@ -101,6 +101,7 @@ func (s *Store) Append(ctx context.Context, streamID string, expectedVersion int
 	versions := make([]int32, n)
 	data := make([]string, n)
 	metas := make([]string, n)
+	mds := make([]Metadata, n)
 	digests := make([]string, n)
 	for i, e := range events {
 		if e.Type == "" {
@@ -129,24 +130,20 @@ func (s *Store) Append(ctx context.Context, streamID string, expectedVersion int
 		if md.CommandID == "" {
 			md.CommandID = commandID
 		}
-		rawMeta, err := json.Marshal(md)
-		if err != nil {
-			return AppendResult{}, fmt.Errorf("append to %s: event %d metadata: %w", streamID, i, err)
-		}
-		canonMeta, err := canonicalJSON(rawMeta)
-		if err != nil {
-			return AppendResult{}, fmt.Errorf("append to %s: event %d metadata: %w", streamID, i, err)
-		}
+		// The canonical encoding is valid JSON too, so it is also what we store.
+		canonMeta := canonicalMetadata(md)
+		rawMeta := canonMeta
 		ids[i] = id.String()
 		types[i] = e.Type
 		versions[i] = int32(sv)
 		data[i] = string(raw)
 		metas[i] = string(rawMeta)
+		mds[i] = md
 		digests[i] = eventDigest(streamID, ids[i], e.Type, sv, canonData, canonMeta, recordedAt)
 	}
 
 	for attempt := 1; ; attempt++ {
-		res, err := s.appendOnce(ctx, streamID, expectedVersion, commandID, ids, types, versions, data, metas, recordedAt, digests)
+		res, err := s.appendOnce(ctx, streamID, expectedVersion, commandID, ids, types, versions, data, metas, mds, recordedAt, digests)
 		if err == nil {
 			return res, nil
 		}
@@ -158,7 +155,7 @@ func (s *Store) Append(ctx context.Context, streamID string, expectedVersion int
 }
 
 func (s *Store) appendOnce(ctx context.Context, streamID string, expected int64, commandID string,
-	ids, types []string, versions []int32, data, metas []string, recordedAt time.Time, digests []string) (AppendResult, error) {
+	ids, types []string, versions []int32, data, metas []string, mds []Metadata, recordedAt time.Time, digests []string) (AppendResult, error) {
 	rows, err := s.pool.Query(ctx, appendSQL, streamID, expected, commandID, ids, types, versions, data, metas, recordedAt, digests)
 	if err != nil {
 		return AppendResult{}, appendError(streamID, expected, err)
@@ -175,9 +172,7 @@ func (s *Store) appendOnce(ctx context.Context, streamID string, expected int64,
 			// New events come back without data and metadata: they are what we sent.
 			i := len(res.Events)
 			e.Data = json.RawMessage(data[i])
-			if err := json.Unmarshal([]byte(metas[i]), &e.Metadata); err != nil {
-				return AppendResult{}, fmt.Errorf("append to %s: %w", streamID, err)
-			}
+			e.Metadata = mds[i]
 		}
 		res.Duplicate = dup
 		res.Events = append(res.Events, e)

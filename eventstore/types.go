@@ -18,7 +18,8 @@ const (
 )
 
 // Metadata travels with every event. ClinicID scopes every read; CommandID makes appends
-// idempotent.
+// idempotent. A new field must also go into canonicalMetadata (hash.go), which the hash chain
+// covers; its test fails until it does.
 type Metadata struct {
 	ActorID       string `json:"actor_id"`
 	ClinicID      string `json:"clinic_id"`
