@@ -401,27 +401,56 @@ func (s *Server) shareFile(c echo.Context) error {
 			return invalid("multipart body has no file field")
 		}
 		if err != nil {
-			return uploadError(err)
+			return bodyError(err)
 		}
 		switch part.FormName() {
 		case "client_message_id":
 			raw, err := io.ReadAll(io.LimitReader(part, 256))
 			if err != nil {
-				return uploadError(err)
+				return bodyError(err)
 			}
 			clientMessageID = string(raw)
 			if !validID(clientMessageID) {
 				return invalid("client_message_id: malformed id")
 			}
 		case "file":
-			m, err := s.Commands.ShareFile(r.Context(), commandActor(c), id, part.FileName(), clientMessageID, part)
+			body := &bodyReader{r: part}
+			m, err := s.Commands.ShareFile(r.Context(), commandActor(c), id, part.FileName(), clientMessageID, body)
 			if err != nil {
+				if body.err != nil {
+					// The upload failed because the request body did: the client's fault.
+					return bodyError(body.err)
+				}
 				return uploadError(err)
 			}
 			return sentMessage(c, m)
 		}
 		_ = part.Close()
 	}
+}
+
+// bodyReader remembers the first error reading the request body gave, so a failed upload can
+// be blamed on the body (malformed multipart, over the limit, cut short) rather than on us.
+type bodyReader struct {
+	r   io.Reader
+	err error
+}
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) && b.err == nil {
+		b.err = err
+	}
+	return n, err
+}
+
+// bodyError maps an error reading the multipart body: over the limit is 413 file_too_large,
+// anything else a malformed body (400).
+func bodyError(err error) error {
+	if p := uploadError(err); p != err {
+		return p
+	}
+	return invalid("malformed multipart body: " + err.Error())
 }
 
 // uploadError maps a body that outgrew http.MaxBytesReader to file_too_large; other errors
