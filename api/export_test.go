@@ -218,6 +218,12 @@ type fakeT struct {
 	msg    string
 }
 
-func (f *fakeT) Helper()                           {}
-func (f *fakeT) Errorf(format string, args ...any) { f.failed = true; f.msg = fmt.Sprintf(format, args...) }
-func (f *fakeT) Fatalf(format string, args ...any) { f.failed = true; f.msg = fmt.Sprintf(format, args...) }
+func (f *fakeT) Helper() {}
+func (f *fakeT) Errorf(format string, args ...any) {
+	f.failed = true
+	f.msg = fmt.Sprintf(format, args...)
+}
+func (f *fakeT) Fatalf(format string, args ...any) {
+	f.failed = true
+	f.msg = fmt.Sprintf(format, args...)
+}
