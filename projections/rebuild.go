@@ -13,7 +13,7 @@ import (
 )
 
 // RebuildBatch is how many events a rebuild reads from the store per round trip.
-const RebuildBatch = 5000
+const RebuildBatch = 20000
 
 // ErrRebuildRunning means another process is rebuilding that projection right now.
 var ErrRebuildRunning = errors.New("a rebuild of this projection is already running")
@@ -157,11 +157,14 @@ func (e *Engine) rebuild(ctx context.Context, ps []*projection, progress func(do
 	batches := make(chan []eventstore.RecordedEvent, 1)
 	readCtx, stopReading := context.WithCancel(ctx)
 	readErr := make(chan error, 1)
+	var readTime time.Duration // owned by the reader until readErr is received
 	go func() {
 		defer close(batches)
 		var at eventstore.Checkpoint
 		for {
+			t0 := time.Now()
 			evs, err := e.store.ReadAll(readCtx, at, RebuildBatch)
+			readTime += time.Since(t0)
 			if err != nil || len(evs) == 0 {
 				readErr <- err
 				return
@@ -196,6 +199,7 @@ func (e *Engine) rebuild(ctx context.Context, ps []*projection, progress func(do
 		dropShadow()
 		return err
 	}
+	e.log.Debug("rebuild: store reads", "seconds", readTime.Seconds())
 	e.log.Debug("rebuild: loaded", "events", done, "seconds", time.Since(start).Seconds())
 	// The load skipped the derived statements: compute their columns once, set-based.
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
