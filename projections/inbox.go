@@ -208,13 +208,15 @@ func applyInbox(b *stmts, e eventstore.RecordedEvent, ev domain.Event) error {
 	return nil
 }
 
-// systemMessage stores a system message (its id is the event id) and shows it as every active
-// member's last message. It never counts as unread.
+// systemMessage stores a system message and shows it as every active member's last message. It
+// never counts as unread. Its id is domain.MessageID like every message's, so a read marker
+// can name it ("read up to here") and auditors' replays name it the same way.
 func systemMessage(b *stmts, e eventstore.RecordedEvent, clinic, conv, event, actor, subject string) {
 	at := e.RecordedAt.UTC()
-	b.message(clinic, conv, e.StreamVersion, e.EventID, actor, "system", "",
+	id := domain.MessageID(conv, e.StreamVersion)
+	b.message(clinic, conv, e.StreamVersion, id, actor, "system", "",
 		nil, nil, nil, nil, nil, event, actor, subject, at, e.Position)
-	b.derived(sqlFanOut, clinic, conv, e.EventID, actor, systemPreview(event), at, false, e.StreamVersion, e.Position)
+	b.derived(sqlFanOut, clinic, conv, id, actor, systemPreview(event), at, false, e.StreamVersion, e.Position)
 }
 
 var messageColumns = []string{"clinic_id", "conversation_id", "version", "message_id", "sender_id", "kind", "text",
