@@ -2,6 +2,7 @@ package eventstore_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/huddle-chat/huddle/eventstore"
@@ -154,13 +156,31 @@ func BenchmarkReadAll(b *testing.B) {
 }
 
 // pgbenchScript inserts one row shaped like an appended event (same columns, indexes, sizes)
-// into a copy of the events table, in autocommit: the floor cost of storing an event.
-const pgbenchScript = `INSERT INTO bench_events (stream_id, stream_version, event_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash)
+// into a copy of the events table, in autocommit: the floor cost of storing an event. The data
+// and metadata differ per row, as real events do: with constant JSON literals a prepared INSERT
+// parses the JSON once at prepare time and never again, which no real append can do.
+const pgbenchScript = `\set n random(1, 1000000000)
+INSERT INTO bench_events (stream_id, stream_version, event_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash)
 VALUES ('conversation-' || gen_random_uuid(), 1, gen_random_uuid(), 'MessageSent', 1,
- '{"n": 1, "text": "hello 1"}',
- '{"actor_id": "u1", "clinic_id": "c1", "command_id": "", "causation_id": "", "correlation_id": ""}',
+ ('{"n": ' || :n || ', "text": "hello ' || :n || '"}')::jsonb,
+ ('{"actor_id": "u' || :n || '", "clinic_id": "c1", "command_id": "", "causation_id": "", "correlation_id": ""}')::jsonb,
  now(), '', 'c0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ff');
 `
+
+// pgbenchAppendScript calls the append function itself with the same event: the store's
+// database-side cost without the Go client.
+const pgbenchAppendScript = `\set n random(1, 1000000000)
+SELECT * FROM eventstore_append('conversation-' || gen_random_uuid(), 0, '',
+ ARRAY[gen_random_uuid()::text], ARRAY['MessageSent'], ARRAY[1],
+ ARRAY[('{"n": ' || :n || ', "text": "hello ' || :n || '"}')::jsonb],
+ ARRAY[('{"actor_id": "u' || :n || '", "clinic_id": "c1", "command_id": "", "causation_id": "", "correlation_id": ""}')::jsonb],
+ now(), ARRAY['c0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ff']);
+`
+
+// pgxInsertSQL is pgbenchScript's INSERT issued from Go through pgx: what a Go client pays for
+// the bare insert on this machine.
+const pgxInsertSQL = `INSERT INTO bench_events (stream_id, stream_version, event_id, type, schema_version, data, metadata, recorded_at, prev_hash, hash)
+VALUES ($1, 1, $2, 'MessageSent', 1, $3, $4, now(), '', 'c0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ffeec0ff')`
 
 var tpsRE = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
 
@@ -182,11 +202,12 @@ func BenchmarkPgbenchComparison(b *testing.B) {
 	if _, err := s.Pool().Exec(ctx, `CREATE TABLE bench_events (LIKE events INCLUDING ALL)`); err != nil {
 		b.Fatal(err)
 	}
-	script := filepath.Join(b.TempDir(), "append.sql")
-	if err := os.WriteFile(script, []byte(pgbenchScript), 0o644); err != nil {
-		b.Fatal(err)
-	}
-	for range b.N {
+	dir := b.TempDir()
+	runPgbench := func(name, body string) float64 {
+		script := filepath.Join(dir, name)
+		if err := os.WriteFile(script, []byte(body), 0o644); err != nil {
+			b.Fatal(err)
+		}
 		out, err := exec.CommandContext(ctx, pgbench, "-n", "-M", "prepared", "-c", strconv.Itoa(clients), "-j", "2",
 			"-T", strconv.Itoa(seconds), "-f", script, url).CombinedOutput()
 		if err != nil {
@@ -196,32 +217,56 @@ func BenchmarkPgbenchComparison(b *testing.B) {
 		if m == nil {
 			b.Fatalf("pgbench output has no tps line:\n%s", out)
 		}
-		pgTPS, _ := strconv.ParseFloat(string(m[1]), 64)
+		tps, _ := strconv.ParseFloat(string(m[1]), 64)
+		return tps
+	}
+	for range b.N {
+		pgTPS := runPgbench("insert.sql", pgbenchScript)
+		fnTPS := runPgbench("append.sql", pgbenchAppendScript)
 
-		var done atomic.Int64
-		deadline := time.Now().Add(time.Duration(seconds) * time.Second)
-		var wg sync.WaitGroup
-		start := time.Now()
-		for w := range clients {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := 0; time.Now().Before(deadline); i++ {
-					if _, err := s.Append(ctx, fmt.Sprintf("conversation-w%d-%d", w, i), eventstore.ExpectNoStream, []eventstore.EventData{msg(i)}, ""); err != nil {
-						b.Error(err)
-						return
-					}
-					done.Add(1)
-				}
-			}()
-		}
-		wg.Wait()
-		ours := float64(done.Load()) / time.Since(start).Seconds()
+		pgxTPS := forDuration(b, clients, seconds, func(w, i int) error {
+			e := msg(i)
+			md, _ := json.Marshal(e.Metadata)
+			_, err := s.Pool().Exec(ctx, pgxInsertSQL, fmt.Sprintf("conversation-x%d-%d", w, i), uuid.NewString(), string(e.Data), string(md))
+			return err
+		})
+		ours := forDuration(b, clients, seconds, func(w, i int) error {
+			_, err := s.Append(ctx, fmt.Sprintf("conversation-w%d-%d", w, i), eventstore.ExpectNoStream, []eventstore.EventData{msg(i)}, "")
+			return err
+		})
 		fmt.Printf("pgbench single-row insert, %d clients: %.0f inserts/s\n", clients, pgTPS)
+		fmt.Printf("pgbench eventstore_append(), %d clients: %.0f appends/s (database side only, %.2fx)\n", clients, fnTPS, fnTPS/pgTPS)
+		fmt.Printf("pgx single-row insert, %d goroutines: %.0f inserts/s (%.2fx)\n", clients, pgxTPS, pgxTPS/pgTPS)
 		fmt.Printf("eventstore Append, %d writers:         %.0f appends/s\n", clients, ours)
 		fmt.Printf("ratio Append/pgbench:                   %.2f\n", ours/pgTPS)
 		b.ReportMetric(pgTPS, "pgbench-inserts/s")
 		b.ReportMetric(ours, "appends/s")
+		b.ReportMetric(fnTPS, "pgbench-append-fn/s")
+		b.ReportMetric(pgxTPS, "pgx-inserts/s")
 		b.ReportMetric(ours/pgTPS, "ratio")
 	}
+}
+
+// forDuration runs op from writers goroutines for the given seconds and returns ops/s.
+func forDuration(b *testing.B, writers, seconds int, op func(w, i int) error) float64 {
+	b.Helper()
+	var done atomic.Int64
+	deadline := time.Now().Add(time.Duration(seconds) * time.Second)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(deadline); i++ {
+				if err := op(w, i); err != nil {
+					b.Error(err)
+					return
+				}
+				done.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return float64(done.Load()) / time.Since(start).Seconds()
 }

@@ -29,4 +29,4 @@ fi
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 HUDDLE_PGBENCH="$pgbench" HUDDLE_PGBENCH_SECONDS="$seconds" \
   go test -count=1 -run '^$' -bench '^BenchmarkPgbenchComparison$' -benchtime=1x ./eventstore/ |
-  grep -E '^(pgbench|eventstore|ratio)'
+  grep -E '^(pgbench|pgx|eventstore|ratio)'
