@@ -270,7 +270,7 @@ func (e *Engine) rebuild(ctx context.Context, ps []*projection, progress func(do
 			done += int64(len(evs))
 		}
 		for _, p := range ps {
-			if err := catchUpStreams(ctx, tx, e.store, p, live, marks); err != nil {
+			if err := catchUpStreams(ctx, tx, e.store, p, live, cp, marks); err != nil {
 				return err
 			}
 			for _, t := range p.tables {
@@ -307,17 +307,17 @@ func (e *Engine) rebuild(ctx context.Context, ps []*projection, progress func(do
 	return nil
 }
 
-// catchUpStreams applies, into the shadow tables, every stream of p's categories that the
-// store holds further than the rebuild got: events the gap-safe read could not see yet
-// (a transaction anywhere in the cluster holds its horizon back), including ones the live
-// appliers already applied to the old tables. Called under the projection's exclusive lock,
-// so the store's stream versions read here bound what live has applied.
-func catchUpStreams(ctx context.Context, tx pgx.Tx, store EventReader, p *projection, live string, marks map[string]map[string]streamMark) error {
-	// The event store's streams table holds every stream's current version.
-	rows, err := tx.Query(ctx, `SELECT stream_id, version FROM `+ident(live, "streams")+
-		` WHERE split_part(stream_id, '-', 1) = ANY($1)`, p.categories)
+// catchUpStreams applies, into the shadow tables, every stream of p's categories that has
+// events the rebuild has not read: ReadAll's gap-safe order returns everything up to the
+// checkpoint cp and holds back later transactions (any transaction in the cluster holds its
+// horizon back), so the unread events are exactly those after cp, including ones the live
+// appliers already applied to the old tables. Called under the projection's exclusive lock.
+func catchUpStreams(ctx context.Context, tx pgx.Tx, store EventReader, p *projection, live string, cp eventstore.Checkpoint, marks map[string]map[string]streamMark) error {
+	rows, err := tx.Query(ctx, `SELECT stream_id, max(stream_version) FROM `+ident(live, "events")+`
+		WHERE (tx_id, global_position) > ($1::xid8, $2::bigint) AND split_part(stream_id, '-', 1) = ANY($3)
+		GROUP BY stream_id`, cp.TxID, cp.Position, p.categories)
 	if err != nil {
-		return fmt.Errorf("store streams: %w", err)
+		return fmt.Errorf("unread streams: %w", err)
 	}
 	type behind struct {
 		stream string
