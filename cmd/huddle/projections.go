@@ -94,18 +94,18 @@ func withEngine(ctx context.Context, fn func(*projections.Engine) error) error {
 	return fn(projections.NewEngine(db.Pool, eventstore.New(db.Pool), "", log, nil))
 }
 
+// rebuild replays the store once for all the named projections.
 func rebuild(ctx context.Context, e *projections.Engine, names []string) error {
+	label := "rebuild " + strings.Join(names, ", ")
 	if len(names) == 0 {
-		names = projections.Names()
+		label = "rebuild " + strings.Join(projections.Names(), ", ")
 	}
-	for _, n := range names {
-		p := newProgress(stderr, "rebuild "+n)
-		if err := e.Rebuild(ctx, []string{n}, p.update); err != nil {
-			p.finish(false)
-			return err
-		}
-		p.finish(true)
+	p := newProgress(stderr, label)
+	if err := e.Rebuild(ctx, names, p.update); err != nil {
+		p.finish(false)
+		return err
 	}
+	p.finish(true)
 	return nil
 }
 
