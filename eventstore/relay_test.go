@@ -243,3 +243,34 @@ func metric(t testing.TB, reg *prometheus.Registry, name string) float64 {
 	}
 	return -1
 }
+
+// TestRelay_LostDatabaseSessionRecovers kills the active relay's database session (as a
+// network cut or an administrator would): its lock is gone with it, one of the two relays
+// (whichever reconnects first) becomes active, the other stands by, and delivery continues.
+func TestRelay_LostDatabaseSessionRecovers(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	b := testenv.NATS(t)
+	js := jetStream(t, b.ClientURL())
+	ctx := context.Background()
+	fast := eventstore.RelayConfig{MinBackoff: 50e6, MaxBackoff: 200e6}
+	a := eventstore.NewRelay(s, newPublisher(t, b.ClientURL()), fast, testenv.Logger(t), nil)
+	runRelay(t, a)
+	eventually(t, "relay A active", a.Active)
+	standby := eventstore.NewRelay(s, newPublisher(t, b.ClientURL()), fast, testenv.Logger(t), nil)
+	runRelay(t, standby)
+	eventually(t, "relay B on standby", standby.Healthy)
+
+	var killed int
+	err := s.Pool().QueryRow(ctx, `SELECT count(pg_terminate_backend(l.pid)) FROM pg_locks l
+		WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		  AND l.objid = ($1::bigint & x'ffffffff'::bigint)::oid`, eventstore.DefaultRelayLockKey).Scan(&killed)
+	if err != nil || killed != 1 {
+		t.Fatalf("terminate the active relay's session: killed %d, %v", killed, err)
+	}
+	eventually(t, "exactly one relay active again, the other standing by", func() bool {
+		return a.Healthy() && standby.Healthy() && a.Active() != standby.Active()
+	})
+	mustAppend(t, s, "conversation-cut", eventstore.ExpectAny, "", msg(1))
+	waitMsgs(t, js, 1)
+}
