@@ -7,6 +7,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -65,6 +66,7 @@ func New(d Deps) *Server {
 	e.HTTPErrorHandler = errorHandler(d.Logger)
 	s := &Server{Deps: d, echo: e}
 
+	e.Pre(dropUnsafeRequestID)
 	e.Use(middleware.RequestID())
 	e.Use(accessLog(d.Logger)) // platform (api/health.go)
 	e.Use(httpMetrics(d.Metrics))
@@ -83,6 +85,20 @@ func New(d Deps) *Server {
 	v1.GET("/stream", s.stream, requireRole(RoleStaff))
 	s.registerAuditRoutes(v1.Group("/audit", requireRole(RoleAuditor)))
 	return s
+}
+
+var safeRequestID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+
+// dropUnsafeRequestID removes an incoming X-Request-Id that is too long or could forge log
+// lines, so RequestID mints a fresh one instead of echoing and logging it.
+func dropUnsafeRequestID(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		h := c.Request().Header
+		if id := h.Get(echo.HeaderXRequestID); id != "" && !safeRequestID.MatchString(id) {
+			h.Del(echo.HeaderXRequestID)
+		}
+		return next(c)
+	}
 }
 
 // Handler returns the http.Handler to serve.

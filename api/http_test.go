@@ -1,0 +1,111 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/huddle-chat/huddle/internal/testenv"
+)
+
+func bareServer(t *testing.T) (*Server, string) {
+	secret := []byte("http-secret-http-secret-http-secret")
+	s := New(Deps{Logger: testenv.Logger(t), JWTSecret: secret, Metrics: prometheus.NewRegistry(), MaxBodyBytes: 1 << 10})
+	tok, _ := MintToken(secret, "ann", "c1", []string{RoleStaff, RoleAdmin}, time.Hour)
+	return s, tok
+}
+
+func serve(s *Server, method, path, token, ctype, body string, header ...string) *httptest.ResponseRecorder {
+	req := httptest.NewRequest(method, path, strings.NewReader(body))
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	rec := httptest.NewRecorder()
+	s.Handler().ServeHTTP(rec, req)
+	return rec
+}
+
+func problemOf(t *testing.T, rec *httptest.ResponseRecorder, status int, code string) Problem {
+	t.Helper()
+	if rec.Code != status {
+		t.Fatalf("status %d, want %d: %s", rec.Code, status, rec.Body)
+	}
+	if ct := rec.Header().Get("Content-Type"); ct != "application/problem+json" {
+		t.Fatalf("content type %q, want application/problem+json", ct)
+	}
+	var p Problem
+	if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Code != code || p.Status != status || p.Title == "" || p.Type == "" {
+		t.Fatalf("problem %+v, want code %s", p, code)
+	}
+	return p
+}
+
+func TestRouterErrorsAreProblems(t *testing.T) {
+	s, tok := bareServer(t)
+	problemOf(t, serve(s, "GET", "/v1/nowhere", tok, "", ""), 404, "not_found")
+	problemOf(t, serve(s, "GET", "/nowhere", "", "", ""), 404, "not_found")
+	problemOf(t, serve(s, "PATCH", "/healthz", "", "", ""), 405, "method_not_allowed")
+	problemOf(t, serve(s, "GET", "/v1/contacts", "", "", ""), 401, "unauthorized")
+	problemOf(t, serve(s, "GET", "/v1/contacts", "Bearer-less", "", ""), 401, "unauthorized")
+}
+
+func TestBodyLimitsAndContentTypes(t *testing.T) {
+	s, tok := bareServer(t)
+	big := `{"name":"` + strings.Repeat("x", 2<<10) + `","email":"a@b.test"}`
+	problemOf(t, serve(s, "PUT", "/v1/admin/users/u1", tok, "application/json", big), 413, "request_too_large")
+	p := problemOf(t, serve(s, "PUT", "/v1/admin/users/u1", tok, "text/plain", `{"name":"a","email":"a@b.test"}`), 400, "invalid_request")
+	if !strings.Contains(p.Detail, "Content-Type") {
+		t.Errorf("detail %q does not name the content type", p.Detail)
+	}
+	p = problemOf(t, serve(s, "PUT", "/v1/admin/users/u1", tok, "application/json", `{"name":"a","email":"a@b.test","admin":true}`), 400, "invalid_request")
+	if !strings.Contains(p.Detail, "admin") {
+		t.Errorf("detail %q does not name the unknown field", p.Detail)
+	}
+	p = problemOf(t, serve(s, "PUT", "/v1/admin/users/bad%20id", tok, "application/json", `{"name":"a","email":"a@b.test"}`), 400, "invalid_request")
+	if !strings.Contains(p.Detail, "user_id") {
+		t.Errorf("detail %q does not name the path parameter", p.Detail)
+	}
+}
+
+func TestPanicsAreRecoveredAndNotLeaked(t *testing.T) {
+	s, _ := bareServer(t)
+	s.Echo().GET("/boom", func(echo.Context) error { panic("secret internals") })
+	rec := serve(s, "GET", "/boom", "", "", "")
+	p := problemOf(t, rec, 500, "internal")
+	if strings.Contains(rec.Body.String(), "secret internals") || strings.Contains(p.Detail, "panic") {
+		t.Errorf("the panic leaked: %s", rec.Body)
+	}
+}
+
+func TestRequestIDsAreEchoedOrMinted(t *testing.T) {
+	s, _ := bareServer(t)
+	rec := serve(s, "GET", "/healthz", "", "", "", "X-Request-Id", "client-req-42")
+	if got := rec.Header().Get("X-Request-Id"); got != "client-req-42" {
+		t.Errorf("X-Request-Id echoed as %q", got)
+	}
+	rec = serve(s, "GET", "/healthz", "", "", "")
+	if got := rec.Header().Get("X-Request-Id"); len(got) < 16 {
+		t.Errorf("minted X-Request-Id %q", got)
+	}
+	// An id that could forge log lines or is absurdly long is replaced, not echoed.
+	for _, bad := range []string{"evil\" level=ERROR msg=forged", strings.Repeat("a", 500)} {
+		rec = serve(s, "GET", "/healthz", "", "", "", "X-Request-Id", bad)
+		if got := rec.Header().Get("X-Request-Id"); got == bad || len(got) < 16 {
+			t.Errorf("bad incoming id %q answered with %q", bad, got)
+		}
+	}
+}
