@@ -11,26 +11,36 @@ import (
 func init() {
 	register(&Command{
 		Name:    "audit",
-		Summary: "check the event store's tamper-evident hash chains",
-		Usage: `Usage: huddle audit verify [--stream STREAM]
+		Summary: "read exact history (events, state, export) and check the hash chains",
+		Usage: `Usage: huddle audit verify [--stream STREAM]` + auditHistoryUsage + `
 
 verify recomputes every stream's sha256 hash chain from the stored events (or one stream's,
 with --stream) and prints, per broken stream, the first version that does not match and why.
 It exits 1 when any chain is broken, 0 when all hold. It reads the events table directly, so
 it checks the record itself, not a projection of it. Uses HUDDLE_DATABASE_URL, or the managed
 cluster in HUDDLE_DATA_DIR.`,
-		Run: audit,
+		Run: auditCmd,
 	})
 }
 
-func audit(ctx context.Context, args []string) error {
+func auditCmd(ctx context.Context, args []string) error {
 	c := commands["audit"]
+	if len(args) > 0 {
+		switch args[0] {
+		case "events":
+			return auditEventsCmd(ctx, args[1:])
+		case "state":
+			return auditStateCmd(ctx, args[1:])
+		case "export":
+			return auditExportCmd(ctx, args[1:])
+		}
+	}
 	if len(args) == 0 || args[0] != "verify" {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
 			fs := newFlagSet(c)
 			return parseFlags(fs, args)
 		}
-		return usagef("expected a subcommand: verify")
+		return usagef("expected a subcommand: verify, events, state or export")
 	}
 	fs := newFlagSet(c)
 	stream := fs.String("stream", "", "verify only this stream (e.g. conversation-<id>)")

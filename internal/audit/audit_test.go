@@ -20,7 +20,7 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// world is a store with the real command handler on it. recorded_at is the database's clock,
+// world is a store with the real command handler on it. recorded_at is stamped at append time,
 // so the tests separate steps by real instants captured between them.
 type world struct {
 	store *eventstore.Store

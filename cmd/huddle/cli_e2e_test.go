@@ -1,0 +1,137 @@
+package main
+
+import (
+	"bufio"
+	"encoding/csv"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestCLI_TailAndAuditBesideARunningServer runs the integrators' and auditors' commands the
+// way they would: the real binary, with the server's environment, while `huddle serve` runs.
+func TestCLI_TailAndAuditBesideARunningServer(t *testing.T) {
+	s := newServer(t)
+	s.start()
+	admin := s.run("token", "--user", "admin-1", "--clinic", "clinic-1", "--role", "admin")
+	alice := s.run("token", "--user", "u-alice", "--clinic", "clinic-1", "--role", "staff")
+	s.expect(http.StatusOK, "PUT", "/v1/admin/rooms/room-1", admin, `{"name":"Front desk"}`)
+	for _, u := range []string{"u-alice", "u-bob"} {
+		s.expect(http.StatusOK, "PUT", "/v1/admin/users/"+u, admin, `{"name":"`+u+`","email":"`+u+`@example.com"}`)
+		s.expect(http.StatusNoContent, "PUT", "/v1/admin/rooms/room-1/members/"+u, admin, "")
+	}
+	var conv struct{ ID string }
+	s.expect(http.StatusCreated, "POST", "/v1/conversations", alice, `{"participant_ids":["u-bob"]}`).json(t, &conv)
+	s.expect(http.StatusCreated, "POST", "/v1/conversations/"+conv.ID+"/messages", alice, `{"text":"first"}`)
+
+	// Follow from the beginning in the background: "first" comes from history, later ones
+	// from history or live, whichever the seam gives them to, each exactly once.
+	follow := exec.Command(s.bin, "tail", "--from", "beginning", "--type", "MessageSent")
+	follow.Env = s.env
+	stdout, err := follow.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer follow.Process.Kill()
+	lines := make(chan string, 10)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	nextText := func() string {
+		t.Helper()
+		select {
+		case line := <-lines:
+			var ce map[string]any
+			if err := json.Unmarshal([]byte(line), &ce); err != nil {
+				t.Fatalf("tail printed %q: %v", line, err)
+			}
+			if ce["type"] != "MessageSent" || ce["specversion"] != "1.0" || ce["subject"] != "conversation-"+conv.ID {
+				t.Fatalf("tail line: %s", line)
+			}
+			text, _ := ce["data"].(map[string]any)["text"].(string)
+			return text
+		case <-time.After(20 * time.Second):
+			t.Fatal("huddle tail printed nothing for 20 s")
+			return ""
+		}
+	}
+	if got := nextText(); got != "first" {
+		t.Fatalf("tail's first message %q", got)
+	}
+	s.expect(http.StatusCreated, "POST", "/v1/conversations/"+conv.ID+"/messages", alice, `{"text":"second"}`)
+	if got := nextText(); got != "second" {
+		t.Fatalf("tail's second message %q", got)
+	}
+
+	// History: every event, once, in a gap-free order per stream.
+	history := strings.Split(s.run("tail", "--from", "beginning", "--no-follow"), "\n")
+	versions := map[string]float64{}
+	for _, line := range history {
+		var ce map[string]any
+		if err := json.Unmarshal([]byte(line), &ce); err != nil {
+			t.Fatalf("history line %q: %v", line, err)
+		}
+		stream := ce["streamid"].(string)
+		if ce["streamversion"].(float64) != versions[stream]+1 {
+			t.Fatalf("%s: version %v after %v", stream, ce["streamversion"], versions[stream])
+		}
+		versions[stream]++
+	}
+	if versions["conversation-"+conv.ID] != 3 {
+		t.Fatalf("history holds %v events of the chat, want 3 (started, two messages)", versions["conversation-"+conv.ID])
+	}
+
+	// Auditors: events, state, export, verify.
+	events := strings.Split(s.run("audit", "events", "--clinic", "clinic-1", "--conversation", conv.ID), "\n")
+	if len(events) != 3 || !strings.Contains(events[2], `"MessageSent"`) {
+		t.Fatalf("audit events: %q", events)
+	}
+	var state struct {
+		Kind         string
+		Participants []struct{ ID, Role, State string }
+		Messages     []struct{ Text string }
+	}
+	if err := json.Unmarshal([]byte(s.run("audit", "state", "--clinic", "clinic-1", "--conversation", conv.ID)), &state); err != nil {
+		t.Fatal(err)
+	}
+	if state.Kind != "direct" || len(state.Participants) != 2 || len(state.Messages) != 2 || state.Messages[1].Text != "second" {
+		t.Fatalf("audit state: %+v", state)
+	}
+	out := filepath.Join(t.TempDir(), "export.csv")
+	s.run("audit", "export", "--clinic", "clinic-1", "--conversation", conv.ID, "--format", "csv", "--out", out)
+	f, err := os.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := csv.NewReader(f).ReadAll()
+	f.Close()
+	if err != nil || len(rows) != 4 {
+		t.Fatalf("export has %d rows (%v), want a header and 3 events", len(rows), err)
+	}
+	if got := s.run("audit", "verify"); !strings.HasPrefix(got, "ok:") {
+		t.Fatalf("audit verify: %s", got)
+	}
+	// Another clinic's auditor learns nothing.
+	cmd := exec.Command(s.bin, "audit", "state", "--clinic", "clinic-2", "--conversation", conv.ID)
+	cmd.Env = s.env
+	if outb, err := cmd.CombinedOutput(); err == nil || strings.Contains(string(outb), "u-alice") {
+		t.Fatalf("clinic-2 audit of clinic-1's chat: err=%v output=%s", err, outb)
+	}
+	// The audit reads above are on record, in the store and so in the feed.
+	trail := s.run("tail", "--from", "beginning", "--no-follow", "--type", "AuditRead", "--clinic", "clinic-1")
+	if n := len(strings.Split(trail, "\n")); n != 3 {
+		t.Fatalf("%d AuditRead events after events, state and export, want 3:\n%s", n, trail)
+	}
+}
