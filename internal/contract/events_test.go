@@ -29,7 +29,9 @@ func produceEveryEvent(t *testing.T, store *eventstore.Store, bs *blobs.Store) {
 	ctx := context.Background()
 	h := commands.New(store, bs, commands.Options{})
 	admin := commands.Actor{UserID: "admin", ClinicID: "c1", CorrelationID: "r-admin"}
-	as := func(u string) commands.Actor { return commands.Actor{UserID: u, ClinicID: "c1", CorrelationID: "r-" + u} }
+	as := func(u string) commands.Actor {
+		return commands.Actor{UserID: u, ClinicID: "c1", CorrelationID: "r-" + u}
+	}
 	check := func(what string, err error) {
 		t.Helper()
 		if err != nil {
