@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/csv"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -133,5 +134,19 @@ func TestCLI_TailAndAuditBesideARunningServer(t *testing.T) {
 	trail := s.run("tail", "--from", "beginning", "--no-follow", "--type", "AuditRead", "--clinic", "clinic-1")
 	if n := len(strings.Split(trail, "\n")); n != 3 {
 		t.Fatalf("%d AuditRead events after events, state and export, want 3:\n%s", n, trail)
+	}
+}
+
+func TestBench_MeasuresARunningServer(t *testing.T) {
+	s := newServer(t)
+	s.start()
+	out := s.run("bench", "--duration", "1s", "--senders", "2", "--group-size", "3", "--reads", "5")
+	var sent int
+	var rest string
+	if _, err := fmt.Sscanf(out, "send: %d messages%s", &sent, &rest); err != nil || sent < 1 {
+		t.Fatalf("bench output does not report messages sent: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "write-to-read") || !strings.Contains(out, "p99") || strings.Contains(out, "no samples") {
+		t.Fatalf("bench output lacks the read-your-writes percentiles:\n%s", out)
 	}
 }
