@@ -294,12 +294,24 @@ const readStreamSQL = `SELECT ` + eventColumns + ` FROM events
 // ReadStream returns streamID's events from fromVersion (inclusive) in version order, at most
 // limit of them (limit <= 0: all).
 func (s *Store) ReadStream(ctx context.Context, streamID string, fromVersion int64, limit int) ([]RecordedEvent, error) {
+	return s.ReadStreamIn(ctx, s.pool, streamID, fromVersion, limit)
+}
+
+// Querier runs a query: a pool, a connection or a transaction.
+type Querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// ReadStreamIn is ReadStream on q, typically the caller's own transaction: a caller that holds
+// a transaction (and locks) while it reads must not need a second pool connection to do so, or
+// enough such callers at once exhaust the pool and wait on each other for good.
+func (s *Store) ReadStreamIn(ctx context.Context, q Querier, streamID string, fromVersion int64, limit int) ([]RecordedEvent, error) {
 	var lim *int64
 	if limit > 0 {
 		l := int64(limit)
 		lim = &l
 	}
-	rows, err := s.pool.Query(ctx, readStreamSQL, streamID, fromVersion, lim)
+	rows, err := q.Query(ctx, readStreamSQL, streamID, fromVersion, lim)
 	if err != nil {
 		return nil, fmt.Errorf("read stream %s: %w", streamID, err)
 	}
@@ -321,9 +333,12 @@ func (s *Store) ReadAll(ctx context.Context, after Checkpoint, limit int) ([]Rec
 	return s.readAll(ctx, s.pool, after, limit)
 }
 
-type querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+// ReadAllIn is ReadAll on q, typically the caller's own transaction (see ReadStreamIn).
+func (s *Store) ReadAllIn(ctx context.Context, q Querier, after Checkpoint, limit int) ([]RecordedEvent, error) {
+	return s.readAll(ctx, q, after, limit)
 }
+
+type querier = Querier
 
 func (s *Store) readAll(ctx context.Context, q querier, after Checkpoint, limit int) ([]RecordedEvent, error) {
 	if limit <= 0 {

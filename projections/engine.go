@@ -37,6 +37,8 @@ const DurablePrefix = "huddle-projection-"
 type EventReader interface {
 	ReadAll(ctx context.Context, after eventstore.Checkpoint, limit int) ([]eventstore.RecordedEvent, error)
 	ReadStream(ctx context.Context, streamID string, fromVersion int64, limit int) ([]eventstore.RecordedEvent, error)
+	ReadStreamIn(ctx context.Context, q eventstore.Querier, streamID string, fromVersion int64, limit int) ([]eventstore.RecordedEvent, error)
+	ReadAllIn(ctx context.Context, q eventstore.Querier, after eventstore.Checkpoint, limit int) ([]eventstore.RecordedEvent, error)
 }
 
 // poisonAfter is how many times an event may fail with a non-transient error before it is
@@ -56,6 +58,11 @@ type Engine struct {
 	AckWait time.Duration
 	// StatusEvery is how often lag metrics are refreshed (default 5 s).
 	StatusEvery time.Duration
+	// Workers is how many events each projection applies at once on this instance (default
+	// 4). Appliers of one stream serialise on its checkpoint row; an event that overtakes an
+	// earlier one of its stream fills the gap from the store and the earlier one is then a
+	// skipped duplicate, so any number is correct and more only trades CPU for lag.
+	Workers int
 	// Bootstrap (default true) makes Run rebuild, before consuming, any projection that has
 	// applied nothing while the store holds events: JetStream's retention may no longer reach
 	// back to the first event (a new deployment on an old store, a wiped broker).
@@ -88,6 +95,7 @@ func NewEngine(pool *pgxpool.Pool, store EventReader, natsURL string, log *slog.
 		m:           newMetrics(reg),
 		AckWait:     30 * time.Second,
 		StatusEvery: 5 * time.Second,
+		Workers:     4,
 		Bootstrap:   true,
 		waiters:     waiters{m: map[string][]*waiter{}},
 		failures:    map[string]int{},
@@ -127,7 +135,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 	}()
 	for _, p := range projections {
-		sub, err := natsbroker.NewSubscriber(e.natsURL, DurablePrefix+p.name, e.AckWait, wlog)
+		sub, err := natsbroker.NewSubscriberWorkers(e.natsURL, DurablePrefix+p.name, e.AckWait, e.Workers, wlog)
 		if err != nil {
 			return fmt.Errorf("projections: subscriber %s: %w", p.name, err)
 		}
@@ -279,6 +287,13 @@ func (e *Engine) applyStream(ctx context.Context, p *projection, ev eventstore.R
 	if _, err := tx.Exec(ctx, sqlLockProjectionShared, lockKey(p.name)); err != nil {
 		return 0, ev, fmt.Errorf("lock projection: %w", err)
 	}
+	// Exclusive per clinic: the read models' cross-stream updates (a message and a mute, a
+	// rename and a directory change) are safe in any order but not at the same time, and every
+	// row an event touches belongs to its clinic. Workers and instances still run in parallel
+	// across clinics. (The property test catches concurrent appliers of one clinic diverging.)
+	if _, err := tx.Exec(ctx, sqlLockProjection, lockKey(p.name+"/clinic:"+clinicOf(ev))); err != nil {
+		return 0, ev, fmt.Errorf("lock projection clinic: %w", err)
+	}
 	if _, err := tx.Exec(ctx, sqlEnsureCheckpoint, p.name, ev.StreamID); err != nil {
 		return 0, ev, fmt.Errorf("checkpoint row: %w", err)
 	}
@@ -293,7 +308,7 @@ func (e *Engine) applyStream(ctx context.Context, p *projection, ev eventstore.R
 	if ev.StreamVersion > version+1 {
 		// A gap: events of this stream never arrived (lost retention, reordering). The store
 		// is the record; read them, and this one, from it.
-		events, err = e.store.ReadStream(ctx, ev.StreamID, version+1, int(ev.StreamVersion-version))
+		events, err = e.store.ReadStreamIn(ctx, tx, ev.StreamID, version+1, int(ev.StreamVersion-version))
 		if err != nil {
 			return 0, ev, fmt.Errorf("fill gap %s %d..%d: %w", ev.StreamID, version+1, ev.StreamVersion, err)
 		}

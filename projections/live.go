@@ -39,7 +39,7 @@ const (
 		m.file_id, m.file_name, m.file_size, m.file_content_type, m.file_sha256,
 		m.system_event, m.system_actor_id, m.system_subject_id, m.sent_at
 		FROM messages m WHERE m.clinic_id = $1 AND m.conversation_id = $2 AND m.version = $3`
-	sqlMutedNow = `SELECT coalesce((SELECT muted FROM member_prefs WHERE clinic_id = $1 AND user_id = $2 AND conversation_id = $3), false)`
+	sqlMutedAmong = `SELECT user_id FROM member_prefs WHERE clinic_id = $1 AND conversation_id = $2 AND user_id = ANY($3) AND muted`
 )
 
 // appendLive appends the feed entries for events (already applied in tx) and returns whom to
@@ -47,11 +47,10 @@ const (
 func appendLive(ctx context.Context, tx pgx.Tx, events []eventstore.RecordedEvent) ([]live.Target, error) {
 	q := &Queries{pool: tx}
 	var targets []live.Target
+	var pending []live.Pending
 	add := func(clinic, user, kind string, body any) error {
 		to := live.Target{ClinicID: clinic, UserID: user}
-		if _, err := live.Append(ctx, tx, to, kind, body); err != nil {
-			return err
-		}
+		pending = append(pending, live.Pending{To: to, Kind: kind, Body: body})
 		targets = append(targets, to)
 		return nil
 	}
@@ -128,24 +127,19 @@ func appendLive(ctx context.Context, tx pgx.Tx, events []eventstore.RecordedEven
 			if err != nil {
 				return nil, fmt.Errorf("live: message: %w", err)
 			}
+			if len(msgs) == 1 && msgs[0].Kind != "system" {
+				// A plain message, the hot path: the message entry says it all, plus the new
+				// unread counts of everyone but the sender. Three round trips for any group size.
+				if err := messageFanOut(ctx, tx, clinic, conv, msgs[0], users, add); err != nil {
+					return nil, err
+				}
+				continue
+			}
 			for _, u := range users {
 				if len(msgs) == 1 {
 					m := msgs[0]
-					var muted bool
-					if err := tx.QueryRow(ctx, sqlMutedNow, clinic, u, conv).Scan(&muted); err != nil {
-						return nil, fmt.Errorf("live: muted: %w", err)
-					}
-					notify := m.Kind != "system" && m.SenderID != u && !muted
-					if err := add(clinic, u, live.KindMessage, LiveMessage{Message: m, ConversationID: conv, Notify: notify}); err != nil {
+					if err := add(clinic, u, live.KindMessage, LiveMessage{Message: m, ConversationID: conv, Notify: false}); err != nil {
 						return nil, err
-					}
-					if m.Kind != "system" {
-						if m.SenderID != u {
-							if err := unread(clinic, u); err != nil {
-								return nil, err
-							}
-						}
-						continue // a plain message: the message entry says it all
 					}
 				}
 				if err := summary(clinic, u, conv); err != nil {
@@ -154,7 +148,65 @@ func appendLive(ctx context.Context, tx pgx.Tx, events []eventstore.RecordedEven
 			}
 		}
 	}
+	if err := live.AppendAll(ctx, tx, pending); err != nil {
+		return nil, err
+	}
 	return targets, nil
+}
+
+// messageFanOut adds, for every user who can see message m, its `message` entry (notify unless
+// it is their own or they muted the chat) and, for everyone but the sender, their new `unread`
+// body; users are in user id order, so the appends lock feed cursors in a consistent order.
+func messageFanOut(ctx context.Context, tx pgx.Tx, clinic, conv string, m Message, users []string,
+	add func(clinic, user, kind string, body any) error) error {
+	mutedList, err := collectStrings(ctx, tx, sqlMutedAmong, clinic, conv, users)
+	if err != nil {
+		return err
+	}
+	muted := make(map[string]bool, len(mutedList))
+	for _, u := range mutedList {
+		muted[u] = true
+	}
+	batch := &pgx.Batch{}
+	var recipients []string
+	for _, u := range users {
+		if u != m.SenderID {
+			batch.Queue(sqlUnread, clinic, u)
+			recipients = append(recipients, u)
+		}
+	}
+	unread := make(map[string]Unread, len(recipients))
+	if len(recipients) > 0 {
+		results := tx.SendBatch(ctx, batch)
+		for _, u := range recipients {
+			rows, err := results.Query()
+			if err != nil {
+				results.Close()
+				return fmt.Errorf("live: unread: %w", err)
+			}
+			body, err := unreadFrom(rows)
+			if err != nil {
+				results.Close()
+				return fmt.Errorf("live: unread: %w", err)
+			}
+			unread[u] = body
+		}
+		if err := results.Close(); err != nil {
+			return fmt.Errorf("live: unread: %w", err)
+		}
+	}
+	for _, u := range users {
+		notify := m.SenderID != u && !muted[u]
+		if err := add(clinic, u, live.KindMessage, LiveMessage{Message: m, ConversationID: conv, Notify: notify}); err != nil {
+			return err
+		}
+		if body, ok := unread[u]; ok {
+			if err := add(clinic, u, live.KindUnread, body); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func collectStrings(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]string, error) {

@@ -525,6 +525,11 @@ func (q *Queries) Unread(ctx context.Context, clinicID, userID string) (Unread, 
 	if err != nil {
 		return Unread{}, fmt.Errorf("unread: %w", err)
 	}
+	return unreadFrom(rows)
+}
+
+// unreadFrom builds the /v1/unread body from sqlUnread's rows (and closes them).
+func unreadFrom(rows pgx.Rows) (Unread, error) {
 	convs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (UnreadConversation, error) {
 		var u UnreadConversation
 		err := r.Scan(&u.ID, &u.UnreadCount, &u.Muted)

@@ -250,13 +250,19 @@ func (e *Engine) rebuild(ctx context.Context, ps []*projection, progress func(do
 		if _, err := tx.Exec(ctx, `SET LOCAL synchronous_commit TO on`); err != nil {
 			return err
 		}
+		// The store is read through this transaction (see below): let its unqualified
+		// "events" resolve to the live schema, after the shadow tables.
+		if _, err := tx.Exec(ctx, `SET LOCAL search_path TO `+ident(shadow)+`, `+ident(live)); err != nil {
+			return err
+		}
 		for _, p := range ps {
 			if _, err := tx.Exec(ctx, sqlLockProjection, lockKey(p.name)); err != nil {
 				return fmt.Errorf("lock projection: %w", err)
 			}
 		}
 		for {
-			evs, err := e.store.ReadAll(ctx, cp, RebuildBatch)
+			// Through tx: appliers waiting on the locks above hold pool connections.
+			evs, err := e.store.ReadAllIn(ctx, tx, cp, RebuildBatch)
 			if err != nil {
 				return err
 			}
@@ -340,7 +346,7 @@ func catchUpStreams(ctx context.Context, tx pgx.Tx, store EventReader, p *projec
 		return err
 	}
 	for _, b := range todo {
-		evs, err := store.ReadStream(ctx, b.stream, b.from, 0)
+		evs, err := store.ReadStreamIn(ctx, tx, b.stream, b.from, 0)
 		if err != nil {
 			return err
 		}

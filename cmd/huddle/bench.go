@@ -199,9 +199,26 @@ func bench(ctx context.Context, args []string) error {
 		sent.Load(), elapsed.Round(time.Millisecond), float64(sent.Load())/elapsed.Seconds(), *senders, *groupSize, failed.Load())
 	fmt.Fprintf(stdout, "send latency: %s\n", percentiles(all))
 
-	// Phase 2: write, then read it back through the read models.
+	// Phase 2: write, then read it back through the read models. First let the projectors
+	// work off the backlog the send phase may have left (a saturated machine queues events).
 	if *reads > 0 {
 		tok := token("u0", api.RoleStaff)
+		caught := time.Now()
+		for {
+			status, h, body, err := b.do(ctx, "POST", "/v1/conversations/"+groups[0]+"/messages", tok, map[string]string{"text": "catch-up probe"})
+			if err != nil || status != http.StatusCreated {
+				return fmt.Errorf("catch-up probe: %d %s %v", status, body, err)
+			}
+			status, _, body, err = b.do(ctx, "GET", "/v1/conversations/"+groups[0]+"/messages?limit=1", tok, nil, "Huddle-Min-Position", h.Get("Huddle-Position"))
+			if err == nil && status == http.StatusOK {
+				break
+			}
+			if err != nil || status != http.StatusServiceUnavailable || time.Since(caught) > 5*time.Minute {
+				return fmt.Errorf("catch-up: %d %s %v", status, body, err)
+			}
+			fmt.Fprintf(stderr, "  projections still catching up after %v\n", time.Since(caught).Round(time.Second))
+		}
+		fmt.Fprintf(stdout, "projections caught up with the send phase %v after it ended\n", time.Since(caught).Round(time.Millisecond))
 		var visible []time.Duration
 		for n := 0; n < *reads && ctx.Err() == nil; n++ {
 			t0 := time.Now()

@@ -49,7 +49,40 @@ const (
 	sqlBounds = `SELECT coalesce((SELECT min(seq) FROM live_feed WHERE clinic_id = $1 AND user_id = $2), 0),
 		coalesce((SELECT last_seq FROM live_cursor WHERE clinic_id = $1 AND user_id = $2), 0)`
 	sqlPrune = `DELETE FROM live_feed WHERE created_at < $1`
+	// sqlAppendOne takes the user's next sequence and stores the entry in one statement, so a
+	// whole fan-out can be pipelined in one round trip.
+	sqlAppendOne = `WITH c AS (INSERT INTO live_cursor (clinic_id, user_id, last_seq) VALUES ($1, $2, 1)
+		ON CONFLICT (clinic_id, user_id) DO UPDATE SET last_seq = live_cursor.last_seq + 1 RETURNING last_seq)
+		INSERT INTO live_feed (clinic_id, user_id, seq, kind, body) SELECT $1, $2, last_seq, $3, $4 FROM c`
 )
+
+// Pending is an entry to append.
+type Pending struct {
+	To   Target
+	Kind string
+	Body any
+}
+
+// AppendAll appends entries inside tx in one round trip, in the given order. Callers that
+// append for several users should order the entries by user (as the projectors do), so two
+// transactions lock the users' cursor rows in the same order.
+func AppendAll(ctx context.Context, tx pgx.Tx, entries []Pending) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	batch := &pgx.Batch{}
+	for _, p := range entries {
+		raw, err := json.Marshal(p.Body)
+		if err != nil {
+			return fmt.Errorf("live: encode %s: %w", p.Kind, err)
+		}
+		batch.Queue(sqlAppendOne, p.To.ClinicID, p.To.UserID, p.Kind, raw)
+	}
+	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+		return fmt.Errorf("live: append: %w", err)
+	}
+	return nil
+}
 
 // Append adds an entry to a user's feed inside tx and returns its sequence number. Call
 // Notifier.Notify for the user after tx commits.

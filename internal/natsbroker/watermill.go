@@ -62,6 +62,17 @@ func NewPublisher(url string, log watermill.LoggerAdapter) (message.Publisher, e
 //
 // Subscribe to one topic (subject filter, e.g. "huddle.events.>") per durable name.
 func NewSubscriber(url, durable string, ackWait time.Duration, log watermill.LoggerAdapter) (message.Subscriber, error) {
+	return NewSubscriberWorkers(url, durable, ackWait, 1, log)
+}
+
+// NewSubscriberWorkers is NewSubscriber with several callbacks sharing the consumer, so up to
+// workers messages are in flight at once. Messages of one stream may then be handled out of
+// order: use it only for handlers that, like the projectors, skip duplicates and fill gaps
+// from the store.
+func NewSubscriberWorkers(url, durable string, ackWait time.Duration, workers int, log watermill.LoggerAdapter) (message.Subscriber, error) {
+	if workers < 1 {
+		workers = 1
+	}
 	if durable == "" {
 		return nil, fmt.Errorf("nats subscriber: durable name is empty (an ephemeral consumer would replay from the start)")
 	}
@@ -76,7 +87,7 @@ func NewSubscriber(url, durable string, ackWait time.Duration, log watermill.Log
 		URL:              url,
 		NatsOptions:      clientOptions("huddle-" + durable),
 		QueueGroupPrefix: durable,
-		SubscribersCount: 1, // one callback per consumer keeps per-stream order
+		SubscribersCount: workers, // 1 keeps per-stream order
 		AckWaitTimeout:   ackWait,
 		CloseTimeout:     ackWait,
 		SubscribeTimeout: 30 * time.Second,
