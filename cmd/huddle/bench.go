@@ -267,4 +267,3 @@ func percentiles(ds []time.Duration) string {
 	return fmt.Sprintf("p50 %v, p95 %v, p99 %v, max %v", at(0.50).Round(10*time.Microsecond),
 		at(0.95).Round(10*time.Microsecond), at(0.99).Round(10*time.Microsecond), s[len(s)-1].Round(10*time.Microsecond))
 }
-
