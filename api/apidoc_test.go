@@ -105,7 +105,7 @@ func TestAPIDocAgreesWithOpenAPI(t *testing.T) {
 	}
 
 	// Every error code API.md lists is one openapi.yaml lists.
-	codesLine := regexp.MustCompile("Codes used below: ([^.]*)\\.")
+	codesLine := regexp.MustCompile(`Codes used below: ([^.]*)\.`)
 	m := codesLine.FindStringSubmatch(strings.ReplaceAll(copyText, "\n", " "))
 	if m == nil {
 		t.Fatal("API.md: no list of error codes found")

@@ -9,6 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/huddle-chat/huddle/eventstore"
 	"github.com/huddle-chat/huddle/internal/audit"
 )
 
@@ -69,12 +70,19 @@ func auditLimit(c echo.Context) (int, error) {
 	return v, nil
 }
 
-func auditPageOf(events []audit.EventJSON, more bool, last int64) auditEventsPage {
-	p := auditEventsPage{Events: events}
-	if more {
-		p.NextCursor = strconv.FormatInt(last, 10)
+// auditPage answers one page of stored events; the cursor is the last stream version sent.
+func auditPage(c echo.Context, events []eventstore.RecordedEvent, more bool, err error) error {
+	if err != nil {
+		return auditError(err)
 	}
-	return p
+	p := auditEventsPage{Events: make([]audit.EventJSON, len(events))}
+	for i, e := range events {
+		p.Events[i] = audit.ToJSON(e)
+	}
+	if more && len(events) > 0 {
+		p.NextCursor = strconv.FormatInt(events[len(events)-1].StreamVersion, 10)
+	}
+	return c.JSON(http.StatusOK, p)
 }
 
 func (s *Server) auditEvents(c echo.Context) error {
@@ -87,16 +95,7 @@ func (s *Server) auditEvents(c echo.Context) error {
 		return err
 	}
 	events, more, err := s.Audit.Events(c.Request().Context(), auditor(c), id, after, limit)
-	if err != nil {
-		return auditError(err)
-	}
-	out := make([]audit.EventJSON, len(events))
-	var last int64
-	for i, e := range events {
-		out[i] = audit.ToJSON(e)
-		last = e.StreamVersion
-	}
-	return c.JSON(http.StatusOK, auditPageOf(out, more, last))
+	return auditPage(c, events, more, err)
 }
 
 func (s *Server) auditReads(c echo.Context) error {
@@ -105,16 +104,7 @@ func (s *Server) auditReads(c echo.Context) error {
 		return err
 	}
 	events, more, err := s.Audit.AuditReads(c.Request().Context(), auditor(c), after, limit)
-	if err != nil {
-		return auditError(err)
-	}
-	out := make([]audit.EventJSON, len(events))
-	var last int64
-	for i, e := range events {
-		out[i] = audit.ToJSON(e)
-		last = e.StreamVersion
-	}
-	return c.JSON(http.StatusOK, auditPageOf(out, more, last))
+	return auditPage(c, events, more, err)
 }
 
 func (s *Server) auditState(c echo.Context) error {

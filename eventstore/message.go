@@ -37,10 +37,12 @@ const (
 // NATS gives meaning to ('.', '*', '>', whitespace) become '_' in each token; an empty token is
 // "_".
 func Subject(e RecordedEvent) string {
-	return SubjectPrefix + subjectToken(e.Metadata.ClinicID) + "." + subjectToken(e.Category()) + "." + subjectToken(e.Type)
+	return SubjectPrefix + SubjectToken(e.Metadata.ClinicID) + "." + SubjectToken(e.Category()) + "." + SubjectToken(e.Type)
 }
 
-func subjectToken(s string) string {
+// SubjectToken makes s usable as one token of a NATS subject: '.', '*', '>' and whitespace
+// become '_', and an empty token is "_".
+func SubjectToken(s string) string {
 	if s == "" {
 		return "_"
 	}

@@ -59,9 +59,11 @@ type Engine struct {
 	// StatusEvery is how often lag metrics are refreshed (default 5 s).
 	StatusEvery time.Duration
 	// Workers is how many events each projection applies at once on this instance (default
-	// 4). Appliers of one stream serialise on its checkpoint row; an event that overtakes an
-	// earlier one of its stream fills the gap from the store and the earlier one is then a
-	// skipped duplicate, so any number is correct and more only trades CPU for lag.
+	// 1). The read models stay exact with any number: appliers of one clinic serialise on its
+	// lock, an event that overtakes an earlier one of its stream fills the gap from the store,
+	// and the earlier one is then a skipped duplicate. But only one worker keeps the relay's
+	// commit order, which the live feed's `notify` relies on: a message applied before the
+	// mute its sender's reader set just earlier would still pop up (ADR 0005).
 	Workers int
 	// Bootstrap (default true) makes Run rebuild, before consuming, any projection that has
 	// applied nothing while the store holds events: JetStream's retention may no longer reach
@@ -95,7 +97,7 @@ func NewEngine(pool *pgxpool.Pool, store EventReader, natsURL string, log *slog.
 		m:           newMetrics(reg),
 		AckWait:     30 * time.Second,
 		StatusEvery: 5 * time.Second,
-		Workers:     4,
+		Workers:     1,
 		Bootstrap:   true,
 		waiters:     waiters{m: map[string][]*waiter{}},
 		failures:    map[string]int{},

@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/huddle-chat/huddle/eventstore"
-	"github.com/huddle-chat/huddle/internal/app"
 )
 
 func init() {
@@ -50,11 +49,7 @@ func auditCmd(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return usagef("unexpected arguments: %v", fs.Args())
 	}
-	cfg, log, err := setup()
-	if err != nil {
-		return err
-	}
-	db, err := app.OpenDatabase(ctx, cfg, log)
+	_, _, db, err := openDatabase(ctx)
 	if err != nil {
 		return err
 	}

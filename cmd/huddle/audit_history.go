@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/huddle-chat/huddle/eventstore"
-	"github.com/huddle-chat/huddle/internal/app"
 	"github.com/huddle-chat/huddle/internal/audit"
 )
 
@@ -39,11 +38,7 @@ func auditReader(ctx context.Context, clinic, as string) (*audit.Service, audit.
 			as = "cli:" + u.Username
 		}
 	}
-	cfg, log, err := setup()
-	if err != nil {
-		return nil, audit.Auditor{}, nil, err
-	}
-	db, err := app.OpenDatabase(ctx, cfg, log)
+	_, _, db, err := openDatabase(ctx)
 	if err != nil {
 		return nil, audit.Auditor{}, nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/huddle-chat/huddle/internal/app"
 	"github.com/huddle-chat/huddle/internal/config"
 )
 
@@ -87,6 +88,21 @@ func setup() (config.Config, *slog.Logger, error) {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	return cfg, log, nil
+}
+
+// openDatabase loads the configuration and opens Huddle's database: HUDDLE_DATABASE_URL, or the
+// managed cluster in the data directory (attaching to it while huddle serve runs). The caller
+// closes it with db.Close(context.WithoutCancel(ctx)).
+func openDatabase(ctx context.Context) (config.Config, *slog.Logger, *app.Database, error) {
+	cfg, log, err := setup()
+	if err != nil {
+		return config.Config{}, nil, nil, err
+	}
+	db, err := app.OpenDatabase(ctx, cfg, log)
+	if err != nil {
+		return config.Config{}, nil, nil, err
+	}
+	return cfg, log, db, nil
 }
 
 // run dispatches to a subcommand and returns the process exit status.

@@ -29,11 +29,7 @@ func migrate(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return usagef("unexpected arguments: %v", fs.Args())
 	}
-	cfg, log, err := setup()
-	if err != nil {
-		return err
-	}
-	db, err := app.OpenDatabase(ctx, cfg, log)
+	_, log, db, err := openDatabase(ctx)
 	if err != nil {
 		return err
 	}

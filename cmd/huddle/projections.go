@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/huddle-chat/huddle/eventstore"
-	"github.com/huddle-chat/huddle/internal/app"
 	"github.com/huddle-chat/huddle/projections"
 )
 
@@ -82,11 +81,7 @@ func contains(list []string, s string) bool {
 // withEngine opens the database and gives fn an engine that is not consuming NATS (rebuild and
 // status only need Postgres).
 func withEngine(ctx context.Context, fn func(*projections.Engine) error) error {
-	cfg, log, err := setup()
-	if err != nil {
-		return err
-	}
-	db, err := app.OpenDatabase(ctx, cfg, log)
+	_, log, db, err := openDatabase(ctx)
 	if err != nil {
 		return err
 	}

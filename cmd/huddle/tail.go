@@ -53,11 +53,7 @@ func runTail(ctx context.Context, args []string) error {
 	if *noFollow && *from == "now" {
 		return usagef("--no-follow with --from now prints nothing: give --from beginning or a position")
 	}
-	cfg, log, err := setup()
-	if err != nil {
-		return err
-	}
-	db, err := app.OpenDatabase(ctx, cfg, log)
+	cfg, _, db, err := openDatabase(ctx)
 	if err != nil {
 		return err
 	}

@@ -3,31 +3,19 @@ package live
 import (
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/huddle-chat/huddle/eventstore"
 )
 
 // Subject is the core NATS subject that pings one user's streams. Ids may hold '.' (a NATS
 // token separator) and other characters NATS gives meaning to; they become '_'. Two ids that
 // map to the same subject only share wake-ups: each stream reads its own feed by the real id.
 func Subject(to Target) string {
-	return "huddle.live." + subjectToken(to.ClinicID) + "." + subjectToken(to.UserID)
-}
-
-func subjectToken(s string) string {
-	if s == "" {
-		return "_"
-	}
-	return strings.Map(func(r rune) rune {
-		switch r {
-		case '.', '*', '>', ' ', '\t', '\r', '\n':
-			return '_'
-		}
-		return r
-	}, s)
+	return "huddle.live." + eventstore.SubjectToken(to.ClinicID) + "." + eventstore.SubjectToken(to.UserID)
 }
 
 // Notifier pings users after the transaction that appended to their feeds committed.
