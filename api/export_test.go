@@ -158,6 +158,28 @@ func CheckResponse(t testing.TB, method, path string, status int, contentType st
 	}
 }
 
+// CheckSchema fails t unless body matches the named schema of openapi.yaml's components
+// (e.g. "Summary"): the live stream's payloads are the API's own shapes.
+func CheckSchema(t testing.TB, name string, body []byte) {
+	t.Helper()
+	specOnce.Do(loadSpec)
+	if specErr != nil {
+		t.Fatalf("openapi.yaml: %v", specErr)
+	}
+	schema, err := compiled("#/components/schemas/" + name)
+	if err != nil {
+		t.Fatalf("compile %s: %v", name, err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(body))
+	if err != nil {
+		t.Errorf("%s: not JSON: %v", name, err)
+		return
+	}
+	if err := schema.Validate(doc); err != nil {
+		t.Errorf("payload does not match schema %s:\n%v\nbody: %s", name, err, truncate(body))
+	}
+}
+
 func compiled(ptr string) (*jsonschema.Schema, error) {
 	specMu.Lock()
 	defer specMu.Unlock()

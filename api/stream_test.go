@@ -18,6 +18,7 @@ type sseEvent struct {
 	id    int64
 	event string
 	data  map[string]any
+	raw   []byte
 }
 
 // sseClient reads a stream in the background.
@@ -68,7 +69,8 @@ func (s *scenario) stream(token, lastEventID string) *sseClient {
 			case strings.HasPrefix(line, "event: "):
 				cur.event = strings.TrimPrefix(line, "event: ")
 			case strings.HasPrefix(line, "data: "):
-				_ = json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &cur.data)
+				cur.raw = []byte(strings.TrimPrefix(line, "data: "))
+				_ = json.Unmarshal(cur.raw, &cur.data)
 			}
 		}
 	}()
@@ -131,10 +133,18 @@ func TestStream_LiveUpdatesMuteOwnMessagesResumeAndRemoval(t *testing.T) {
 	if m.data["text"] != "hi bob" || m.data["conversation_id"] != chat || m.data["notify"] != true || m.id < 1 {
 		t.Fatalf("first message event: %+v", m)
 	}
+	c := live.next(t, "conversation", &others)
+	if c.data["id"] != chat || c.data["last_message"].(map[string]any)["preview"] != "hi bob" || c.data["unread_count"].(float64) != 1 {
+		t.Errorf("conversation event after a new message: %+v", c)
+	}
 	u := live.next(t, "unread", &others)
 	if u.data["total"].(float64) < 1 {
 		t.Errorf("unread event after a new message: %+v", u)
 	}
+	// The payloads are the API's own shapes.
+	api.CheckSchema(t, "Message", m.raw)
+	api.CheckSchema(t, "Summary", c.raw)
+	api.CheckSchema(t, "Unread", u.raw)
 
 	// Muted: still delivered (unread grows) but no pop-up and no sound.
 	s.must(s.do("PUT", "/v1/conversations/"+chat+"/mute", bob, nil), 204, "")

@@ -183,9 +183,14 @@ func TestLiveFeed_OncePerVisibleEvent(t *testing.T) {
 	if len(got) != 5 || got[0] != "m1" || got[1] != "m2" || got[4] != "m4" {
 		t.Errorf("u3's live messages: %v, want m1 m2 <left> <added> m4", got)
 	}
-	// Started, u3 left, u3 added back, muted, read: five summaries, even with every
-	// conversation event delivered twice.
-	if n := e.count(`SELECT count(*) FROM live_feed WHERE user_id = 'u2' AND kind = 'conversation'`); n != 5 {
-		t.Errorf("u2 got %d conversation entries, want 5", n)
+	// Started, u3 left, u3 added back, muted, read: five summaries, plus one with each text
+	// message (its last message and unread count changed), even with every conversation
+	// event delivered twice.
+	texts := e.count(`SELECT count(*) FROM live_feed WHERE user_id = 'u2' AND kind = 'message' AND body->>'kind' = 'text'`)
+	if texts != 4 {
+		t.Errorf("u2 got %d text message entries, want 4", texts)
+	}
+	if n := e.count(`SELECT count(*) FROM live_feed WHERE user_id = 'u2' AND kind = 'conversation'`); n != 5+texts {
+		t.Errorf("u2 got %d conversation entries, want %d", n, 5+texts)
 	}
 }

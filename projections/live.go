@@ -155,8 +155,11 @@ func appendLive(ctx context.Context, tx pgx.Tx, events []eventstore.RecordedEven
 }
 
 // messageFanOut adds, for every user who can see message m, its `message` entry (notify unless
-// it is their own or they muted the chat) and, for everyone but the sender, their new `unread`
-// body; users are in user id order, so the appends lock feed cursors in a consistent order.
+// it is their own or they muted the chat), the conversation's new `conversation` summary as
+// that user sees it, and, for everyone but the sender, their new `unread` body. Users are in
+// user id order, so the appends lock feed cursors in a consistent order. Four round trips
+// whatever the group size: muted members, participants, one pipelined batch of everyone's
+// summary and unread queries, and (in appendLive) one pipelined batch of appends.
 func messageFanOut(ctx context.Context, tx pgx.Tx, clinic, conv string, m Message, users []string,
 	add func(clinic, user, kind string, body any) error) error {
 	mutedList, err := collectStrings(ctx, tx, sqlMutedAmong, clinic, conv, users)
@@ -167,38 +170,61 @@ func messageFanOut(ctx context.Context, tx pgx.Tx, clinic, conv string, m Messag
 	for _, u := range mutedList {
 		muted[u] = true
 	}
+	parts, err := conversationParticipants(ctx, tx, clinic, conv)
+	if err != nil {
+		return err
+	}
 	batch := &pgx.Batch{}
-	var recipients []string
 	for _, u := range users {
+		batch.Queue(sqlGetConversation, clinic, u, conv)
 		if u != m.SenderID {
 			batch.Queue(sqlUnread, clinic, u)
-			recipients = append(recipients, u)
 		}
 	}
-	unread := make(map[string]Unread, len(recipients))
-	if len(recipients) > 0 {
-		results := tx.SendBatch(ctx, batch)
-		for _, u := range recipients {
-			rows, err := results.Query()
-			if err != nil {
-				results.Close()
-				return fmt.Errorf("live: unread: %w", err)
-			}
-			body, err := unreadFrom(rows)
-			if err != nil {
-				results.Close()
-				return fmt.Errorf("live: unread: %w", err)
-			}
-			unread[u] = body
+	summaries := make(map[string]Summary, len(users))
+	unread := make(map[string]Unread, len(users))
+	results := tx.SendBatch(ctx, batch)
+	for _, u := range users {
+		rows, err := results.Query()
+		if err != nil {
+			results.Close()
+			return fmt.Errorf("live: summary: %w", err)
 		}
-		if err := results.Close(); err != nil {
+		sums, err := pgx.CollectRows(rows, scanSummary)
+		if err != nil {
+			results.Close()
+			return fmt.Errorf("live: summary: %w", err)
+		}
+		if len(sums) == 1 {
+			withParticipants(&sums[0], parts, u)
+			summaries[u] = sums[0]
+		}
+		if u == m.SenderID {
+			continue
+		}
+		if rows, err = results.Query(); err != nil {
+			results.Close()
 			return fmt.Errorf("live: unread: %w", err)
 		}
+		body, err := unreadFrom(rows)
+		if err != nil {
+			results.Close()
+			return fmt.Errorf("live: unread: %w", err)
+		}
+		unread[u] = body
+	}
+	if err := results.Close(); err != nil {
+		return fmt.Errorf("live: fan-out: %w", err)
 	}
 	for _, u := range users {
 		notify := m.SenderID != u && !muted[u]
 		if err := add(clinic, u, live.KindMessage, LiveMessage{Message: m, ConversationID: conv, Notify: notify}); err != nil {
 			return err
+		}
+		if sum, ok := summaries[u]; ok {
+			if err := add(clinic, u, live.KindConversation, sum); err != nil {
+				return err
+			}
 		}
 		if body, ok := unread[u]; ok {
 			if err := add(clinic, u, live.KindUnread, body); err != nil {
@@ -207,6 +233,24 @@ func messageFanOut(ctx context.Context, tx pgx.Tx, clinic, conv string, m Messag
 		}
 	}
 	return nil
+}
+
+// conversationParticipants lists everyone who took part in a conversation, in join order.
+func conversationParticipants(ctx context.Context, tx pgx.Tx, clinic, conv string) ([]Participant, error) {
+	rows, err := tx.Query(ctx, sqlParticipants, clinic, []string{conv})
+	if err != nil {
+		return nil, fmt.Errorf("live: participants: %w", err)
+	}
+	parts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Participant, error) {
+		var conv string
+		var p Participant
+		err := r.Scan(&conv, &p.ID, &p.Name, &p.Email, &p.Role, &p.State)
+		return p, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("live: participants: %w", err)
+	}
+	return parts, nil
 }
 
 func collectStrings(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]string, error) {

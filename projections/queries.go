@@ -380,13 +380,7 @@ func (q *Queries) fillParticipants(ctx context.Context, clinicID, userID string,
 		if err := rows.Scan(&conv, &p.ID, &p.Name, &p.Email, &p.Role, &p.State); err != nil {
 			return fmt.Errorf("participants: %w", err)
 		}
-		s := &sums[index[conv]]
-		if p.State == "active" {
-			s.Participants = append(s.Participants, ParticipantRef{ID: p.ID, Name: p.Name})
-		}
-		if s.Kind == "direct" && s.Title == "" && p.ID != userID {
-			s.Title = p.Name
-		}
+		addParticipant(&sums[index[conv]], p, userID)
 		if details != nil {
 			details[conv] = append(details[conv], p)
 		}
@@ -395,6 +389,26 @@ func (q *Queries) fillParticipants(ctx context.Context, clinicID, userID string,
 		return fmt.Errorf("participants: %w", err)
 	}
 	return nil
+}
+
+// addParticipant adds p to the summary as userID sees it: active participants are listed, and
+// a direct chat without a title is named after the other person.
+func addParticipant(s *Summary, p Participant, userID string) {
+	if p.State == "active" {
+		s.Participants = append(s.Participants, ParticipantRef{ID: p.ID, Name: p.Name})
+	}
+	if s.Kind == "direct" && s.Title == "" && p.ID != userID {
+		s.Title = p.Name
+	}
+}
+
+// withParticipants sets a summary's participants (all of one conversation, in join order) as
+// userID sees them.
+func withParticipants(s *Summary, parts []Participant, userID string) {
+	s.Participants = []ParticipantRef{}
+	for _, p := range parts {
+		addParticipant(s, p, userID)
+	}
 }
 
 const sqlCanSee = `SELECT EXISTS (SELECT 1 FROM inbox i
