@@ -61,9 +61,10 @@ type Engine struct {
 	// Workers is how many events each projection applies at once on this instance (default
 	// 1). The read models stay exact with any number: appliers of one clinic serialise on its
 	// lock, an event that overtakes an earlier one of its stream fills the gap from the store,
-	// and the earlier one is then a skipped duplicate. But only one worker keeps the relay's
-	// commit order, which the live feed's `notify` relies on: a message applied before the
-	// mute its sender's reader set just earlier would still pop up (ADR 0005).
+	// and the earlier one is then a skipped duplicate. But only one worker applies events in
+	// the relay's commit order, and read-your-writes relies on that: Huddle-Min-Position names
+	// the caller's last write only, and a client's earlier writes to other streams are applied
+	// before it only in order (ADR 0005).
 	Workers int
 	// Bootstrap (default true) makes Run rebuild, before consuming, any projection that has
 	// applied nothing while the store holds events: JetStream's retention may no longer reach

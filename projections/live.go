@@ -39,7 +39,17 @@ const (
 		m.file_id, m.file_name, m.file_size, m.file_content_type, m.file_sha256,
 		m.system_event, m.system_actor_id, m.system_subject_id, m.sent_at
 		FROM messages m WHERE m.clinic_id = $1 AND m.conversation_id = $2 AND m.version = $3`
-	sqlMutedAmong = `SELECT user_id FROM member_prefs WHERE clinic_id = $1 AND conversation_id = $2 AND user_id = ANY($3) AND muted`
+	// sqlMutedAt names the users among $1 (member streams) whose last mute toggle of
+	// conversation $2 stored before position $3 was a mute: the state the message was sent
+	// into. It reads the store, not member_prefs, so it does not depend on whether the
+	// projector has applied the mute yet (instances and workers may apply a mute and a later
+	// message in either order). Causally later commands always get larger positions.
+	sqlMutedAt = `SELECT substr(stream_id, length('member-') + 1) FROM (
+		SELECT DISTINCT ON (stream_id) stream_id, type FROM events
+		WHERE stream_id = ANY($1) AND type IN ('ConversationMuted', 'ConversationUnmuted')
+		  AND data->>'conversation_id' = $2 AND global_position < $3
+		ORDER BY stream_id, global_position DESC) last
+		WHERE type = 'ConversationMuted'`
 )
 
 // appendLive appends the feed entries for events (already applied in tx) and returns whom to
@@ -130,7 +140,7 @@ func appendLive(ctx context.Context, tx pgx.Tx, events []eventstore.RecordedEven
 			if len(msgs) == 1 && msgs[0].Kind != "system" {
 				// A plain message, the hot path: the message entry says it all, plus the new
 				// unread counts of everyone but the sender. Three round trips for any group size.
-				if err := messageFanOut(ctx, tx, clinic, conv, msgs[0], users, add); err != nil {
+				if err := messageFanOut(ctx, tx, clinic, conv, e.Position, msgs[0], users, add); err != nil {
 					return nil, err
 				}
 				continue
@@ -160,9 +170,13 @@ func appendLive(ctx context.Context, tx pgx.Tx, events []eventstore.RecordedEven
 // user id order, so the appends lock feed cursors in a consistent order. Four round trips
 // whatever the group size: muted members, participants, one pipelined batch of everyone's
 // summary and unread queries, and (in appendLive) one pipelined batch of appends.
-func messageFanOut(ctx context.Context, tx pgx.Tx, clinic, conv string, m Message, users []string,
+func messageFanOut(ctx context.Context, tx pgx.Tx, clinic, conv string, position int64, m Message, users []string,
 	add func(clinic, user, kind string, body any) error) error {
-	mutedList, err := collectStrings(ctx, tx, sqlMutedAmong, clinic, conv, users)
+	streams := make([]string, len(users))
+	for i, u := range users {
+		streams[i] = domain.MemberStream(u)
+	}
+	mutedList, err := collectStrings(ctx, tx, sqlMutedAt, streams, conv, position)
 	if err != nil {
 		return err
 	}
