@@ -54,7 +54,7 @@ func checkFaultScenario(e *env) {
 		ids = append(ids, m.ID)
 	}
 	if len(ids) != 5 || ids[0] != "m1" || ids[1] != "m2" || ids[4] != "m4" || page.Messages[2].Kind != "system" ||
-		page.Messages[2].System.Event != SystemParticipantLeft || page.Messages[3].System.Event != SystemParticipantAdded {
+		page.Messages[2].System.Event != domain.SystemParticipantLeft || page.Messages[3].System.Event != domain.SystemParticipantAdded {
 		e.t.Errorf("u3 sees %v, want m1 m2 <left> <added> m4", ids)
 	}
 }

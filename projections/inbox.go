@@ -32,15 +32,6 @@ import (
 //     flag, and a late mute toggle recomputes unarchive_position from the messages.
 var inboxTables = []string{"conversations", "participants", "visibility", "messages", "inbox", "member_prefs"}
 
-// System message events, the "event" of a Message's system object.
-const (
-	SystemParticipantAdded   = "participant_added"
-	SystemParticipantRemoved = "participant_removed"
-	SystemParticipantLeft    = "participant_left"
-	SystemGroupRenamed       = "group_renamed"
-	SystemOwnershipPassed    = "ownership_passed"
-)
-
 const previewRunes = 120
 
 const (
@@ -170,24 +161,24 @@ func applyInbox(b *stmts, e eventstore.RecordedEvent, ev domain.Event) error {
 		b.add(sqlParticipantAdded, clinic, id, x.UserID, v)
 		b.add(sqlVisibilityOpen, clinic, id, x.UserID, v)
 		b.add(sqlInboxJoin, clinic, id, x.UserID, at)
-		systemMessage(b, e, clinic, id, SystemParticipantAdded, x.AddedBy, x.UserID)
+		systemMessage(b, e, clinic, id, x)
 	case domain.ParticipantRemoved:
-		systemMessage(b, e, clinic, id, SystemParticipantRemoved, x.RemovedBy, x.UserID)
+		systemMessage(b, e, clinic, id, x)
 		b.add(sqlParticipantGone, clinic, id, x.UserID, "removed")
 		b.add(sqlVisibilityClose, clinic, id, x.UserID, v)
 		b.add(sqlInboxGone, clinic, id, x.UserID, "removed")
 	case domain.ParticipantLeft:
-		systemMessage(b, e, clinic, id, SystemParticipantLeft, x.UserID, x.UserID)
+		systemMessage(b, e, clinic, id, x)
 		b.add(sqlParticipantGone, clinic, id, x.UserID, "left")
 		b.add(sqlVisibilityClose, clinic, id, x.UserID, v)
 		b.add(sqlInboxGone, clinic, id, x.UserID, "left")
 	case domain.OwnershipPassed:
 		b.add(sqlOwnerRoles, clinic, id, x.FromUserID, x.ToUserID)
 		b.add(sqlOwner, clinic, id, x.ToUserID)
-		systemMessage(b, e, clinic, id, SystemOwnershipPassed, x.FromUserID, x.ToUserID)
+		systemMessage(b, e, clinic, id, x)
 	case domain.GroupRenamed:
 		b.add(sqlRename, clinic, id, x.Title)
-		systemMessage(b, e, clinic, id, SystemGroupRenamed, x.RenamedBy, "")
+		systemMessage(b, e, clinic, id, x)
 	case domain.GroupDeleted:
 		b.add(sqlDeleted, clinic, id)
 
@@ -208,15 +199,20 @@ func applyInbox(b *stmts, e eventstore.RecordedEvent, ev domain.Event) error {
 	return nil
 }
 
-// systemMessage stores a system message and shows it as every active member's last message. It
+// systemMessage stores the system line a conversation event shows as (domain.SystemMessageOf:
+// the audit replay uses the same rule) and shows it as every active member's last message. It
 // never counts as unread. Its id is domain.MessageID like every message's, so a read marker
 // can name it ("read up to here") and auditors' replays name it the same way.
-func systemMessage(b *stmts, e eventstore.RecordedEvent, clinic, conv, event, actor, subject string) {
+func systemMessage(b *stmts, e eventstore.RecordedEvent, clinic, conv string, ev domain.Event) {
+	sys, ok := domain.SystemMessageOf(ev)
+	if !ok {
+		return
+	}
 	at := e.RecordedAt.UTC()
 	id := domain.MessageID(conv, e.StreamVersion)
-	b.message(clinic, conv, e.StreamVersion, id, actor, "system", "",
-		nil, nil, nil, nil, nil, event, actor, subject, at, e.Position)
-	b.derived(sqlFanOut, clinic, conv, id, actor, systemPreview(event), at, false, e.StreamVersion, e.Position)
+	b.message(clinic, conv, e.StreamVersion, id, sys.ActorID, "system", "",
+		nil, nil, nil, nil, nil, sys.Event, sys.ActorID, sys.SubjectID, at, e.Position)
+	b.derived(sqlFanOut, clinic, conv, id, sys.ActorID, systemPreview(sys.Event), at, false, e.StreamVersion, e.Position)
 }
 
 var messageColumns = []string{"clinic_id", "conversation_id", "version", "message_id", "sender_id", "kind", "text",
@@ -253,7 +249,7 @@ var sqlDeriveInbox = `WITH agg AS (
 func previewSQL(m string) string {
 	src := `CASE ` + m + `.kind WHEN 'file' THEN ` + m + `.file_name ELSE ` + m + `.text END`
 	sys := `CASE ` + m + `.system_event`
-	for _, ev := range []string{SystemParticipantAdded, SystemParticipantRemoved, SystemParticipantLeft, SystemGroupRenamed, SystemOwnershipPassed} {
+	for _, ev := range []string{domain.SystemParticipantAdded, domain.SystemParticipantRemoved, domain.SystemParticipantLeft, domain.SystemGroupRenamed, domain.SystemOwnershipPassed} {
 		sys += ` WHEN '` + ev + `' THEN '` + systemPreview(ev) + `'`
 	}
 	sys += ` ELSE ` + m + `.system_event END`
@@ -279,15 +275,15 @@ func preview(s string) string {
 
 func systemPreview(event string) string {
 	switch event {
-	case SystemParticipantAdded:
+	case domain.SystemParticipantAdded:
 		return "added a participant"
-	case SystemParticipantRemoved:
+	case domain.SystemParticipantRemoved:
 		return "removed a participant"
-	case SystemParticipantLeft:
+	case domain.SystemParticipantLeft:
 		return "left the group"
-	case SystemGroupRenamed:
+	case domain.SystemGroupRenamed:
 		return "renamed the group"
-	case SystemOwnershipPassed:
+	case domain.SystemOwnershipPassed:
 		return "passed on ownership"
 	}
 	return event
