@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -11,6 +10,8 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/huddle-chat/huddle/internal/metrics"
 )
 
 // readyTimeout bounds one readiness check: a load balancer must get an answer, not a hang.
@@ -54,8 +55,8 @@ func httpMetrics(reg *prometheus.Registry) echo.MiddlewareFunc {
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 	}, []string{"method", "route", "status"})
 	if reg != nil {
-		requests = registerOrExisting(reg, requests)
-		latency = registerOrExisting(reg, latency)
+		requests = metrics.Register(reg, requests)
+		latency = metrics.Register(reg, latency)
 	}
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
@@ -109,18 +110,4 @@ func routeOf(c echo.Context) string {
 		return p
 	}
 	return "unmatched"
-}
-
-// registerOrExisting registers c, or returns the collector already registered under the same
-// description (several servers in one test process share a registry).
-func registerOrExisting[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/huddle-chat/huddle/internal/metrics"
 )
 
 // RelayConfig tunes a Relay. The zero value is usable.
@@ -89,35 +91,18 @@ func NewRelay(s *Store, pub message.Publisher, cfg RelayConfig, log *slog.Logger
 	}
 	r := &Relay{store: s, pub: pub, cfg: cfg, log: log.With("component", "relay")}
 	r.m = relayMetrics{
-		lagEvents: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: "huddle_relay_lag_events",
+		lagEvents: metrics.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: "huddle_relay_lag_events",
 			Help: "Events stored but not yet published (capped at 100000)."})),
-		lagSeconds: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: "huddle_relay_lag_seconds",
+		lagSeconds: metrics.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: "huddle_relay_lag_seconds",
 			Help: "Age of the oldest event not yet published."})),
-		active: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: "huddle_relay_active",
+		active: metrics.Register(reg, prometheus.NewGauge(prometheus.GaugeOpts{Name: "huddle_relay_active",
 			Help: "1 while this instance's relay holds the lock and publishes."})),
-		published: register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: "huddle_relay_published_total",
+		published: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: "huddle_relay_published_total",
 			Help: "Events published and acked."})),
-		publishErrors: register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: "huddle_relay_publish_errors_total",
+		publishErrors: metrics.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{Name: "huddle_relay_publish_errors_total",
 			Help: "Failed publish attempts."})),
 	}
 	return r
-}
-
-// register registers c, or returns the collector already registered under its name (two
-// relays in one process share metrics).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if reg == nil {
-		return c
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-	}
-	return c
 }
 
 // Healthy reports whether Run is running, either active or standing by, with its database

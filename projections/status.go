@@ -7,6 +7,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
+
+	sharedmetrics "github.com/huddle-chat/huddle/internal/metrics"
 )
 
 type metrics struct {
@@ -31,38 +33,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		lagSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "huddle_projection_lag_seconds",
 			Help: "Age of the oldest event this projection has not applied yet; 0 when caught up."}, []string{"projection"}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{m.applied, m.duplicates, m.gaps, m.poison, m.position, m.lagEvents, m.lagSeconds} {
-			if err := reg.Register(c); err != nil {
-				// A second engine on one registry (tests) shares the first one's collectors.
-				if are, ok := err.(prometheus.AlreadyRegisteredError); ok {
-					switch v := are.ExistingCollector.(type) {
-					case *prometheus.CounterVec:
-						replaceCounter(m, c, v)
-					case *prometheus.GaugeVec:
-						replaceGauge(m, c, v)
-					}
-				}
-			}
-		}
-	}
+	// A second engine on one registry (tests) shares the first one's collectors.
+	m.applied = sharedmetrics.Register(reg, m.applied)
+	m.duplicates = sharedmetrics.Register(reg, m.duplicates)
+	m.gaps = sharedmetrics.Register(reg, m.gaps)
+	m.poison = sharedmetrics.Register(reg, m.poison)
+	m.position = sharedmetrics.Register(reg, m.position)
+	m.lagEvents = sharedmetrics.Register(reg, m.lagEvents)
+	m.lagSeconds = sharedmetrics.Register(reg, m.lagSeconds)
 	return m
-}
-
-func replaceCounter(m *metrics, mine prometheus.Collector, existing *prometheus.CounterVec) {
-	for _, p := range []**prometheus.CounterVec{&m.applied, &m.duplicates, &m.gaps, &m.poison} {
-		if prometheus.Collector(*p) == mine {
-			*p = existing
-		}
-	}
-}
-
-func replaceGauge(m *metrics, mine prometheus.Collector, existing *prometheus.GaugeVec) {
-	for _, p := range []**prometheus.GaugeVec{&m.position, &m.lagEvents, &m.lagSeconds} {
-		if prometheus.Collector(*p) == mine {
-			*p = existing
-		}
-	}
 }
 
 // Status is one projection's progress.
