@@ -1,0 +1,130 @@
+package api_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/huddle-chat/huddle/api"
+	"github.com/huddle-chat/huddle/internal/app"
+	"github.com/huddle-chat/huddle/internal/config"
+	"github.com/huddle-chat/huddle/internal/testenv"
+)
+
+// instance is one running Huddle of a multi-instance deployment.
+type instance struct {
+	app  *app.App
+	stop func()
+	*scenario
+}
+
+func startInstance(t *testing.T, dbURL, natsURL string, secret []byte) *instance {
+	t.Helper()
+	cfg := config.Config{
+		DataDir: t.TempDir(), DatabaseURL: dbURL, NATSURL: natsURL, HTTPAddr: "127.0.0.1:0",
+		StreamMaxAge: 24 * time.Hour, StreamMaxBytes: 256 << 20, StreamReplicas: 1,
+		MaxFileBytes: 1 << 20, ShutdownTimeout: 10 * time.Second, JWTSecret: secret,
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.Start(ctx, cfg, testenv.Logger(t))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
+			t.Errorf("instance stopped with: %v", err)
+		}
+	}
+	t.Cleanup(stop)
+	return &instance{app: a, stop: stop, scenario: &scenario{t: t, base: "http://" + a.Addr().String(), secret: secret, app: a}}
+}
+
+// TestTwoInstances_ShareTheStoreOneRelayAndExactReadModels runs the docker-compose topology in
+// one process: two stateless instances on one database and one NATS. Writes through either are
+// read through the other; exactly one relay is active and the other takes over when it stops;
+// and the read models both instances built equal a rebuild from the store.
+func TestTwoInstances_ShareTheStoreOneRelayAndExactReadModels(t *testing.T) {
+	_, dbURL := testenv.Postgres(t)
+	broker := testenv.NATS(t)
+	secret := []byte("instances-secret-instances-secret-instances")
+	a := startInstance(t, dbURL, broker.ClientURL(), secret)
+	b := startInstance(t, dbURL, broker.ClientURL(), secret)
+
+	admin := a.token("root", api.RoleAdmin)
+	a.must(a.do("PUT", "/v1/admin/rooms/r1", admin, map[string]any{"name": "Room"}), 200, "")
+	users := []string{"ann", "bob", "cat"}
+	for _, u := range users {
+		b.must(b.do("PUT", "/v1/admin/users/"+u, admin, map[string]any{"name": "User " + u, "email": u + "@clinic.test"}), 200, "")
+		a.must(a.do("PUT", "/v1/admin/rooms/r1/members/"+u, admin, nil), 204, "")
+	}
+	group := b.must(b.do("POST", "/v1/conversations", b.token("ann", api.RoleStaff), map[string]any{"participant_ids": []string{"bob", "cat"}, "title": "Ward"}), 201, "").str("id")
+	var sent []string
+	for i := 0; i < 30; i++ {
+		via := []*instance{a, b}[i%2]
+		user := users[i%3]
+		r := via.must(via.do("POST", "/v1/conversations/"+group+"/messages", via.token(user, api.RoleStaff), map[string]any{"text": fmt.Sprint("message ", i)}), 201, "")
+		sent = append(sent, r.str("id"))
+		// The next write's instance reads its predecessor's writes (read-your-writes across
+		// instances, through the shared store and read models).
+		a.pos, b.pos = via.pos, via.pos
+	}
+	for _, in := range []*instance{a, b} {
+		got := ids(in.messages(in.token("cat", api.RoleStaff), group))
+		if !slices.Equal(got, sent) {
+			t.Fatalf("instance %s shows messages %v, want %v", in.base, got, sent)
+		}
+	}
+	if a.app.Relay.Active() == b.app.Relay.Active() {
+		t.Fatalf("relays active: a=%v b=%v, want exactly one", a.app.Relay.Active(), b.app.Relay.Active())
+	}
+
+	// Stop the active relay's instance: the other takes over and events keep flowing.
+	active, standby := a, b
+	if b.app.Relay.Active() {
+		active, standby = b, a
+	}
+	active.stop()
+	r := standby.must(standby.do("POST", "/v1/conversations/"+group+"/messages", standby.token("bob", api.RoleStaff), map[string]any{"text": "after failover"}), 201, "")
+	sent = append(sent, r.str("id"))
+	standby.pos = r.header.Get("Huddle-Position")
+	if got := ids(standby.messages(standby.token("ann", api.RoleStaff), group)); !slices.Equal(got, sent) {
+		t.Fatalf("after failover: %v", got)
+	}
+	if !standby.app.Relay.Active() {
+		t.Fatal("the standby relay did not take over")
+	}
+
+	// What the two instances applied, interleaved, equals a rebuild from the store.
+	before := standby.summaries(users, group)
+	if err := standby.app.Engine.Rebuild(context.Background(), nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if after := standby.summaries(users, group); !slices.Equal(before, after) {
+		t.Fatalf("read models differ from a rebuild:\nlive:    %v\nrebuilt: %v", before, after)
+	}
+}
+
+// summaries renders what each user sees of the group: the list entry and every message.
+func (in *instance) summaries(users []string, group string) []string {
+	var out []string
+	for _, u := range users {
+		tok := in.token(u, api.RoleStaff)
+		r := in.must(in.do("GET", "/v1/conversations/"+group, tok, nil), 200, "")
+		out = append(out, fmt.Sprintf("%s: %s", u, r.body))
+		out = append(out, fmt.Sprintf("%s: %v", u, in.messages(tok, group)))
+		out = append(out, fmt.Sprintf("%s: %s", u, in.must(in.do("GET", "/v1/unread", tok, nil), 200, "").body))
+	}
+	return out
+}
