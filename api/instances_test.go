@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"testing"
 	"time"
@@ -60,7 +61,12 @@ func TestTwoInstances_ShareTheStoreOneRelayAndExactReadModels(t *testing.T) {
 	broker := testenv.NATS(t)
 	secret := []byte("instances-secret-instances-secret-instances")
 	a := startInstance(t, dbURL, broker.ClientURL(), secret)
+	// Start the second once the first has created the shared durable consumers: the embedded
+	// nats-server (v2.15.2) has a data race when two clients create consumers at the same
+	// instant, which -race reports. Production clusters run NATS out of process.
+	a.waitReady()
 	b := startInstance(t, dbURL, broker.ClientURL(), secret)
+	b.waitReady()
 
 	admin := a.token("root", api.RoleAdmin)
 	a.must(a.do("PUT", "/v1/admin/rooms/r1", admin, map[string]any{"name": "Room"}), 200, "")
@@ -113,6 +119,25 @@ func TestTwoInstances_ShareTheStoreOneRelayAndExactReadModels(t *testing.T) {
 	}
 	if after := standby.summaries(users, group); !slices.Equal(before, after) {
 		t.Fatalf("read models differ from a rebuild:\nlive:    %v\nrebuilt: %v", before, after)
+	}
+}
+
+// waitReady waits for /readyz: migrations ran, relay and projectors are up.
+func (in *instance) waitReady() {
+	in.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, err := http.Get(in.base + "/readyz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			in.t.Fatalf("%s not ready: %v", in.base, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
