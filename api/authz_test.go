@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"mime/multipart"
@@ -167,7 +168,8 @@ func call(t *testing.T, s *scenario, method, path, token string, body any) (int,
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	if method == http.MethodGet && s.pos != "" {
+	// Positions are clinic-1's: a caller of another clinic could not have one (and is refused).
+	if method == http.MethodGet && s.pos != "" && token != "" && !strings.Contains(string(tokenClinic(token)), "clinic-2") {
 		req.Header.Set("Huddle-Min-Position", s.pos)
 	}
 	res, err := http.DefaultClient.Do(req)
@@ -181,3 +183,13 @@ func call(t *testing.T, s *scenario, method, path, token string, body any) (int,
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// tokenClinic returns the JWT's payload (where the clinic claim is), undecoded fields and all.
+func tokenClinic(token string) []byte {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil
+	}
+	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	return payload
+}

@@ -39,7 +39,7 @@ func (s *Server) awaitMinPosition(next echo.HandlerFunc) echo.HandlerFunc {
 		if token == "" {
 			return next(c)
 		}
-		stream, version, err := decodePosition(token)
+		stream, version, err := decodePosition(c, token)
 		if err != nil {
 			return invalid("header " + headerMinPosition + ": malformed position token")
 		}

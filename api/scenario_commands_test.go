@@ -56,7 +56,23 @@ func startScenario(t *testing.T) *scenario {
 			t.Errorf("app stopped with: %v", err)
 		}
 	})
-	return &scenario{t: t, base: "http://" + a.Addr().String(), secret: secret, app: a}
+	s := &scenario{t: t, base: "http://" + a.Addr().String(), secret: secret, app: a}
+	// Wait for /readyz, i.e. for the projectors to consume: events stored before that are
+	// applied by the engine's bootstrap rebuild, which (rightly) writes no live feed entries.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, err := http.Get(s.base + "/readyz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("huddle not ready: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 func (s *scenario) token(user string, roles ...string) string {

@@ -78,7 +78,7 @@ func New(d Deps) *Server {
 	s.registerHealthRoutes(e)
 	e.GET("/v1/openapi.yaml", serveOpenAPI)
 
-	v1 := e.Group("/v1", authenticate(d.JWTSecret))
+	v1 := e.Group("/v1", authenticate(d.JWTSecret), withPositionKey(positionKey(d.JWTSecret)))
 	s.registerAdminRoutes(v1.Group("/admin", requireRole(RoleAdmin)))
 	s.registerCommandRoutes(v1)
 	s.registerQueryRoutes(v1)
