@@ -15,9 +15,10 @@ import (
 	"github.com/huddle-chat/huddle/internal/testenv"
 )
 
-// instance is one running Huddle of a multi-instance deployment.
+// instance is one running Huddle (composition root, relay, projectors, HTTP) on the given
+// database and NATS, driven over HTTP as a client would; several share one store in a
+// multi-instance deployment. startInstance returns once it is ready.
 type instance struct {
-	app  *app.App
 	stop func()
 	*scenario
 }
@@ -49,7 +50,11 @@ func startInstance(t *testing.T, dbURL, natsURL string, secret []byte) *instance
 		}
 	}
 	t.Cleanup(stop)
-	return &instance{app: a, stop: stop, scenario: &scenario{t: t, base: "http://" + a.Addr().String(), secret: secret, app: a}}
+	in := &instance{stop: stop, scenario: &scenario{t: t, base: "http://" + a.Addr().String(), secret: secret, app: a}}
+	// Wait for /readyz, i.e. for the projectors to consume: events stored before that are
+	// applied by the engine's bootstrap rebuild, which (rightly) writes no live feed entries.
+	in.waitReady()
+	return in
 }
 
 // TestTwoInstances_ShareTheStoreOneRelayAndExactReadModels runs the docker-compose topology in
@@ -61,12 +66,11 @@ func TestTwoInstances_ShareTheStoreOneRelayAndExactReadModels(t *testing.T) {
 	broker := testenv.NATS(t)
 	secret := []byte("instances-secret-instances-secret-instances")
 	a := startInstance(t, dbURL, broker.ClientURL(), secret)
-	// Start the second once the first has created the shared durable consumers: the embedded
-	// nats-server (v2.15.2) has a data race when two clients create consumers at the same
-	// instant, which -race reports. Production clusters run NATS out of process.
-	a.waitReady()
+	// startInstance returns once ready, so the second starts after the first created the shared
+	// durable consumers: the embedded nats-server (v2.15.2) has a data race when two clients
+	// create consumers at the same instant, which -race reports. Production runs NATS out of
+	// process.
 	b := startInstance(t, dbURL, broker.ClientURL(), secret)
-	b.waitReady()
 
 	admin := a.token("root", api.RoleAdmin)
 	a.must(a.do("PUT", "/v1/admin/rooms/r1", admin, map[string]any{"name": "Room"}), 200, "")

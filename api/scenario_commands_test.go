@@ -2,9 +2,7 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
-	"errors"
 	"io"
 	"mime/multipart"
 	"net/http"
@@ -16,7 +14,6 @@ import (
 	"github.com/huddle-chat/huddle/api"
 	"github.com/huddle-chat/huddle/domain"
 	"github.com/huddle-chat/huddle/internal/app"
-	"github.com/huddle-chat/huddle/internal/config"
 	"github.com/huddle-chat/huddle/internal/testenv"
 )
 
@@ -36,43 +33,7 @@ func startScenario(t *testing.T) *scenario {
 	t.Helper()
 	_, dbURL := testenv.Postgres(t)
 	broker := testenv.NATS(t)
-	secret := []byte("scenario-secret-scenario-secret-scenario")
-	cfg := config.Config{
-		DataDir: t.TempDir(), DatabaseURL: dbURL, NATSURL: broker.ClientURL(), HTTPAddr: "127.0.0.1:0",
-		StreamMaxAge: 24 * time.Hour, StreamMaxBytes: 256 << 20, StreamReplicas: 1,
-		MaxFileBytes: 1 << 20, ShutdownTimeout: 10 * time.Second, JWTSecret: secret,
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.Start(ctx, cfg, testenv.Logger(t))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-			t.Errorf("app stopped with: %v", err)
-		}
-	})
-	s := &scenario{t: t, base: "http://" + a.Addr().String(), secret: secret, app: a}
-	// Wait for /readyz, i.e. for the projectors to consume: events stored before that are
-	// applied by the engine's bootstrap rebuild, which (rightly) writes no live feed entries.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		res, err := http.Get(s.base + "/readyz")
-		if err == nil {
-			res.Body.Close()
-			if res.StatusCode == http.StatusOK {
-				return s
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("huddle not ready: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return startInstance(t, dbURL, broker.ClientURL(), []byte("scenario-secret-scenario-secret-scenario")).scenario
 }
 
 func (s *scenario) token(user string, roles ...string) string {
