@@ -53,21 +53,8 @@ func auditPageParams(c echo.Context, afterName string) (int64, int, error) {
 		}
 		after = v
 	}
-	limit, err := auditLimit(c)
+	limit, err := queryLimit(c) // the staff lists' rule: 1..100, default 20
 	return after, limit, err
-}
-
-// auditLimit reads `limit`: 1..100, default 20.
-func auditLimit(c echo.Context) (int, error) {
-	raw := c.QueryParam("limit")
-	if raw == "" {
-		return 20, nil
-	}
-	v, err := strconv.Atoi(raw)
-	if err != nil || v < 1 || v > 100 {
-		return 0, invalid("query parameter limit: must be an integer from 1 to 100")
-	}
-	return v, nil
 }
 
 // auditPage answers one page of stored events; the cursor is the last stream version sent.
