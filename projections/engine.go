@@ -286,23 +286,34 @@ func (e *Engine) applyStream(ctx context.Context, p *projection, ev eventstore.R
 		return 0, ev, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
-	// Shared: appliers of a projection run concurrently; a rebuild's swap takes it exclusively.
-	if _, err := tx.Exec(ctx, sqlLockProjectionShared, lockKey(p.name)); err != nil {
-		return 0, ev, fmt.Errorf("lock projection: %w", err)
-	}
-	// Exclusive per clinic: the read models' cross-stream updates (a message and a mute, a
-	// rename and a directory change) are safe in any order but not at the same time, and every
-	// row an event touches belongs to its clinic. Workers and instances still run in parallel
-	// across clinics. (The property test catches concurrent appliers of one clinic diverging.)
-	if _, err := tx.Exec(ctx, sqlLockProjection, lockKey(p.name+"/clinic:"+clinicOf(ev))); err != nil {
-		return 0, ev, fmt.Errorf("lock projection clinic: %w", err)
-	}
-	if _, err := tx.Exec(ctx, sqlEnsureCheckpoint, p.name, ev.StreamID); err != nil {
-		return 0, ev, fmt.Errorf("checkpoint row: %w", err)
-	}
+	// One round trip for the locks and the checkpoint row.
+	//   - Shared: appliers of a projection run concurrently; a rebuild's swap takes it
+	//     exclusively.
+	//   - Exclusive per clinic: the read models' cross-stream updates (a message and a mute, a
+	//     rename and a directory change) are safe in any order but not at the same time, and
+	//     every row an event touches belongs to its clinic. Workers and instances still run in
+	//     parallel across clinics. (The property test catches concurrent appliers of one clinic
+	//     diverging.)
+	//   - The stream's checkpoint row, created if need be and locked.
+	pre := &pgx.Batch{}
+	pre.Queue(sqlLockProjectionShared, lockKey(p.name))
+	pre.Queue(sqlLockProjection, lockKey(p.name+"/clinic:"+clinicOf(ev)))
+	pre.Queue(sqlEnsureCheckpoint, p.name, ev.StreamID)
+	pre.Queue(sqlLockCheckpoint, p.name, ev.StreamID)
 	var version int64
-	if err := tx.QueryRow(ctx, sqlLockCheckpoint, p.name, ev.StreamID).Scan(&version); err != nil {
-		return 0, ev, fmt.Errorf("lock checkpoint: %w", err)
+	results := tx.SendBatch(ctx, pre)
+	_, err = results.Exec()
+	if err == nil {
+		_, err = results.Exec()
+	}
+	if err == nil {
+		_, err = results.Exec()
+	}
+	if err == nil {
+		err = results.QueryRow().Scan(&version)
+	}
+	if err = errors.Join(err, results.Close()); err != nil {
+		return 0, ev, fmt.Errorf("lock projection and checkpoint: %w", err)
 	}
 	if ev.StreamVersion <= version {
 		return 0, ev, nil // duplicate or older redelivery: already applied
@@ -328,6 +339,8 @@ func (e *Engine) applyStream(ctx context.Context, p *projection, ev eventstore.R
 			return 0, ev, err
 		}
 	}
+	last := events[len(events)-1]
+	b.add(sqlSetCheckpoint, p.name, ev.StreamID, last.StreamVersion, last.Position, last.RecordedAt)
 	if err := b.send(ctx, tx); err != nil {
 		return 0, ev, err
 	}
@@ -336,10 +349,6 @@ func (e *Engine) applyStream(ctx context.Context, p *projection, ev eventstore.R
 		if targets, err = appendLive(ctx, tx, events); err != nil {
 			return 0, ev, err
 		}
-	}
-	last := events[len(events)-1]
-	if _, err := tx.Exec(ctx, sqlSetCheckpoint, p.name, ev.StreamID, last.StreamVersion, last.Position, last.RecordedAt); err != nil {
-		return 0, ev, fmt.Errorf("set checkpoint: %w", err)
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return 0, ev, fmt.Errorf("commit: %w", err)

@@ -39,15 +39,17 @@ const (
 		m.file_id, m.file_name, m.file_size, m.file_content_type, m.file_sha256,
 		m.system_event, m.system_actor_id, m.system_subject_id, m.sent_at
 		FROM messages m WHERE m.clinic_id = $1 AND m.conversation_id = $2 AND m.version = $3`
-	// sqlMutedAt names the users among $1 (member streams) whose last mute toggle of
-	// conversation $2 stored before position $3 was a mute: the state the message was sent
-	// into. It reads the store, not member_prefs, so it does not depend on whether the
+	// sqlMutedAt names the users who can see message version $3 of conversation $2 and whose
+	// last mute toggle of it stored before position $4 was a mute: the state the message was
+	// sent into. It reads the store, not member_prefs, so it does not depend on whether the
 	// projector has applied the mute yet (instances and workers may apply a mute and a later
 	// message in either order). Causally later commands always get larger positions.
 	sqlMutedAt = `SELECT substr(stream_id, length('member-') + 1) FROM (
 		SELECT DISTINCT ON (stream_id) stream_id, type FROM events
-		WHERE stream_id = ANY($1) AND type IN ('ConversationMuted', 'ConversationUnmuted')
-		  AND data->>'conversation_id' = $2 AND global_position < $3
+		WHERE stream_id = ANY(ARRAY(SELECT 'member-' || user_id FROM visibility
+			WHERE clinic_id = $1 AND conversation_id = $2 AND from_version <= $3 AND (to_version IS NULL OR to_version >= $3)))
+		  AND type IN ('ConversationMuted', 'ConversationUnmuted')
+		  AND data->>'conversation_id' = $2 AND global_position < $4
 		ORDER BY stream_id, global_position DESC) last
 		WHERE type = 'ConversationMuted'`
 )
@@ -125,22 +127,15 @@ func appendLive(ctx context.Context, tx pgx.Tx, events []eventstore.RecordedEven
 				}
 				continue
 			}
-			users, err := collectStrings(ctx, tx, sqlSeers, clinic, conv, e.StreamVersion)
+			m, err := readMessageEvent(ctx, tx, clinic, conv, e)
 			if err != nil {
 				return nil, err
 			}
-			rows, err := tx.Query(ctx, sqlMessageAt, clinic, conv, e.StreamVersion)
-			if err != nil {
-				return nil, fmt.Errorf("live: message: %w", err)
-			}
-			msgs, err := pgx.CollectRows(rows, scanMessage)
-			if err != nil {
-				return nil, fmt.Errorf("live: message: %w", err)
-			}
+			users, msgs := m.seers, m.messages
 			if len(msgs) == 1 && msgs[0].Kind != "system" {
 				// A plain message, the hot path: the message entry says it all, plus the new
-				// unread counts of everyone but the sender. Three round trips for any group size.
-				if err := messageFanOut(ctx, tx, clinic, conv, e.Position, msgs[0], users, add); err != nil {
+				// unread counts of everyone but the sender.
+				if err := messageFanOut(ctx, tx, clinic, conv, m, add); err != nil {
 					return nil, err
 				}
 				continue
@@ -164,30 +159,71 @@ func appendLive(ctx context.Context, tx pgx.Tx, events []eventstore.RecordedEven
 	return targets, nil
 }
 
+// messageEvent is what the live feed needs to know about a conversation event, read in one
+// round trip after the event was applied: who can see it, its message row (if it has one), and
+// for a plain message, who had muted the chat and the participants.
+type messageEvent struct {
+	seers    []string
+	messages []Message
+	muted    map[string]bool
+	parts    []Participant
+}
+
+func readMessageEvent(ctx context.Context, tx pgx.Tx, clinic, conv string, e eventstore.RecordedEvent) (messageEvent, error) {
+	batch := &pgx.Batch{}
+	batch.Queue(sqlSeers, clinic, conv, e.StreamVersion)
+	batch.Queue(sqlMessageAt, clinic, conv, e.StreamVersion)
+	batch.Queue(sqlMutedAt, clinic, conv, e.StreamVersion, e.Position)
+	batch.Queue(sqlParticipants, clinic, []string{conv})
+	results := tx.SendBatch(ctx, batch)
+	defer results.Close()
+	var m messageEvent
+	rows, err := results.Query()
+	if err == nil {
+		m.seers, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	if err != nil {
+		return m, fmt.Errorf("live: seers: %w", err)
+	}
+	if rows, err = results.Query(); err == nil {
+		m.messages, err = pgx.CollectRows(rows, scanMessage)
+	}
+	if err != nil {
+		return m, fmt.Errorf("live: message: %w", err)
+	}
+	var muted []string
+	if rows, err = results.Query(); err == nil {
+		muted, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	}
+	if err != nil {
+		return m, fmt.Errorf("live: muted: %w", err)
+	}
+	m.muted = make(map[string]bool, len(muted))
+	for _, u := range muted {
+		m.muted[u] = true
+	}
+	if rows, err = results.Query(); err == nil {
+		m.parts, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Participant, error) {
+			var conv string
+			var p Participant
+			err := r.Scan(&conv, &p.ID, &p.Name, &p.Email, &p.Role, &p.State)
+			return p, err
+		})
+	}
+	if err != nil {
+		return m, fmt.Errorf("live: participants: %w", err)
+	}
+	return m, results.Close()
+}
+
 // messageFanOut adds, for every user who can see message m, its `message` entry (notify unless
 // it is their own or they muted the chat), the conversation's new `conversation` summary as
 // that user sees it, and, for everyone but the sender, their new `unread` body. Users are in
-// user id order, so the appends lock feed cursors in a consistent order. Four round trips
-// whatever the group size: muted members, participants, one pipelined batch of everyone's
-// summary and unread queries, and (in appendLive) one pipelined batch of appends.
-func messageFanOut(ctx context.Context, tx pgx.Tx, clinic, conv string, position int64, m Message, users []string,
+// user id order, so the appends lock feed cursors in a consistent order. With readMessageEvent
+// before and the appends after, three round trips whatever the group size.
+func messageFanOut(ctx context.Context, tx pgx.Tx, clinic, conv string, ev messageEvent,
 	add func(clinic, user, kind string, body any) error) error {
-	streams := make([]string, len(users))
-	for i, u := range users {
-		streams[i] = domain.MemberStream(u)
-	}
-	mutedList, err := collectStrings(ctx, tx, sqlMutedAt, streams, conv, position)
-	if err != nil {
-		return err
-	}
-	muted := make(map[string]bool, len(mutedList))
-	for _, u := range mutedList {
-		muted[u] = true
-	}
-	parts, err := conversationParticipants(ctx, tx, clinic, conv)
-	if err != nil {
-		return err
-	}
+	m, users, muted, parts := ev.messages[0], ev.seers, ev.muted, ev.parts
 	batch := &pgx.Batch{}
 	for _, u := range users {
 		batch.Queue(sqlGetConversation, clinic, u, conv)
@@ -247,24 +283,6 @@ func messageFanOut(ctx context.Context, tx pgx.Tx, clinic, conv string, position
 		}
 	}
 	return nil
-}
-
-// conversationParticipants lists everyone who took part in a conversation, in join order.
-func conversationParticipants(ctx context.Context, tx pgx.Tx, clinic, conv string) ([]Participant, error) {
-	rows, err := tx.Query(ctx, sqlParticipants, clinic, []string{conv})
-	if err != nil {
-		return nil, fmt.Errorf("live: participants: %w", err)
-	}
-	parts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Participant, error) {
-		var conv string
-		var p Participant
-		err := r.Scan(&conv, &p.ID, &p.Name, &p.Email, &p.Role, &p.State)
-		return p, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("live: participants: %w", err)
-	}
-	return parts, nil
 }
 
 func collectStrings(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]string, error) {
