@@ -63,7 +63,7 @@ func (s *Server) bindCommand(c echo.Context, v any) error {
 // setPosition sets Huddle-Position, which every successful command answers with.
 func setPosition(c echo.Context, p commands.Position) {
 	if p.StreamID != "" && p.Version > 0 {
-		c.Response().Header().Set(headerPosition, encodePosition(c, p.StreamID, p.Version))
+		c.Response().Header().Set(headerPosition, encodePosition(c, p))
 	}
 }
 

@@ -9,11 +9,15 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/huddle-chat/huddle/eventstore"
+	"github.com/huddle-chat/huddle/internal/commands"
 )
 
 // Read-your-writes tokens. A command answers with Huddle-Position naming the last event it
-// appended (its stream and version); a GET that sends it back as Huddle-Min-Position waits until
-// the read models applied that event. The token is opaque to clients and signed for the
+// appended (its stream and version, and its place in the store's order); a GET that sends it
+// back as Huddle-Min-Position waits until the read models applied that event and everything
+// stored before it, so the caller's earlier writes to other streams show too (ADR 0008). The token is opaque to clients and signed for the
 // caller's clinic: a GET may only wait on a position given to someone of its own clinic, so the
 // wait cannot be used to learn whether another clinic's stream (a direct chat's id is derived
 // from the clinic and the pair) exists or how far it has grown. It is not bound to the user:
@@ -32,9 +36,13 @@ func positionKey(jwtSecret []byte) []byte {
 	return m.Sum(nil)
 }
 
-// signPosition builds the token for actor a's clinic.
-func signPosition(key []byte, a Actor, streamID string, version int64) string {
-	body := streamID + "@" + strconv.FormatInt(version, 10)
+// signPosition builds the token for actor a's clinic. Its body is "stream@version", plus
+// "|txid:position" when the command appended something (ADR 0008).
+func signPosition(key []byte, a Actor, p commands.Position) string {
+	body := p.StreamID + "@" + strconv.FormatInt(p.Version, 10)
+	if p.At != (eventstore.Checkpoint{}) {
+		body += "|" + strconv.FormatUint(p.At.TxID, 10) + ":" + strconv.FormatInt(p.At.Position, 10)
+	}
 	return base64.RawURLEncoding.EncodeToString([]byte(body)) + "." + positionMAC(key, a, body)
 }
 
@@ -45,32 +53,47 @@ func positionMAC(key []byte, a Actor, body string) string {
 }
 
 // encodePosition is signPosition for the authenticated caller of c.
-func encodePosition(c echo.Context, streamID string, version int64) string {
+func encodePosition(c echo.Context, p commands.Position) string {
 	key, _ := c.Get(positionKeyCtx).([]byte)
-	return signPosition(key, actorOf(c), streamID, version)
+	return signPosition(key, actorOf(c), p)
 }
 
 // decodePosition checks a token against the authenticated caller of c.
-func decodePosition(c echo.Context, token string) (streamID string, version int64, err error) {
+func decodePosition(c echo.Context, token string) (commands.Position, error) {
 	malformed := fmt.Errorf("malformed position token")
 	payload, mac, ok := strings.Cut(token, ".")
 	if !ok {
-		return "", 0, malformed
+		return commands.Position{}, malformed
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(payload)
 	if err != nil {
-		return "", 0, malformed
+		return commands.Position{}, malformed
 	}
 	key, _ := c.Get(positionKeyCtx).([]byte)
 	if !hmac.Equal([]byte(mac), []byte(positionMAC(key, actorOf(c), string(raw)))) {
-		return "", 0, malformed
+		return commands.Position{}, malformed
 	}
-	stream, v, ok := strings.Cut(string(raw), "@")
-	version, convErr := strconv.ParseInt(v, 10, 64)
-	if !ok || stream == "" || convErr != nil || version < 1 {
-		return "", 0, malformed
+	var p commands.Position
+	body, at, global := strings.Cut(string(raw), "|")
+	if global {
+		tx, pos, ok := strings.Cut(at, ":")
+		var err1, err2 error
+		p.At.TxID, err1 = strconv.ParseUint(tx, 10, 64)
+		p.At.Position, err2 = strconv.ParseInt(pos, 10, 64)
+		if !ok || err1 != nil || err2 != nil || p.At.Position < 1 {
+			return commands.Position{}, malformed
+		}
 	}
-	return stream, version, nil
+	i := strings.LastIndexByte(body, '@')
+	if i < 1 {
+		return commands.Position{}, malformed
+	}
+	p.StreamID = body[:i]
+	p.Version, err = strconv.ParseInt(body[i+1:], 10, 64)
+	if err != nil || p.Version < 1 {
+		return commands.Position{}, malformed
+	}
+	return p, nil
 }
 
 // withPositionKey makes the signing key available to the handlers of a group.

@@ -32,20 +32,24 @@ func (s *Server) registerQueryRoutes(g *echo.Group) {
 }
 
 // awaitMinPosition makes a GET carrying Huddle-Min-Position wait until the projections that
-// read the named stream have applied that version (read-your-writes), or answer 503.
+// read the named stream have applied that version, and every projection everything stored
+// before it (read-your-writes), or answer 503.
 func (s *Server) awaitMinPosition(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		token := c.Request().Header.Get(headerMinPosition)
 		if token == "" {
 			return next(c)
 		}
-		stream, version, err := decodePosition(c, token)
+		pos, err := decodePosition(c, token)
 		if err != nil {
 			return invalid("header " + headerMinPosition + ": malformed position token")
 		}
 		if s.Projections != nil {
 			ctx, cancel := context.WithTimeout(c.Request().Context(), minPositionWait)
-			err := s.Projections.WaitFor(ctx, stream, version)
+			err := s.Projections.WaitFor(ctx, pos.StreamID, pos.Version)
+			if err == nil {
+				err = s.Projections.WaitForAll(ctx, pos.At)
+			}
 			cancel()
 			if err != nil {
 				if c.Request().Context().Err() != nil {

@@ -330,7 +330,7 @@ func TestQueries_RejectsBadParameters(t *testing.T) {
 		}
 	}
 	// A position the projections never reach: 503 projection_lag after the 5 s wait.
-	r := e.call(http.MethodGet, "/v1/unread", "u1", nil, signPosition(positionKey(e.secret), Actor{UserID: "u1", ClinicID: "c1"}, "member-u1", 99))
+	r := e.call(http.MethodGet, "/v1/unread", "u1", nil, signPosition(positionKey(e.secret), Actor{UserID: "u1", ClinicID: "c1"}, commands.Position{StreamID: "member-u1", Version: 99}))
 	if r.status != http.StatusServiceUnavailable || r.code() != "projection_lag" {
 		t.Errorf("unreachable position: %d %s", r.status, r.body)
 	}

@@ -59,12 +59,11 @@ type Engine struct {
 	// StatusEvery is how often lag metrics are refreshed (default 5 s).
 	StatusEvery time.Duration
 	// Workers is how many events each projection applies at once on this instance (default
-	// 1). The read models stay exact with any number: appliers of one clinic serialise on its
-	// lock, an event that overtakes an earlier one of its stream fills the gap from the store,
-	// and the earlier one is then a skipped duplicate. But only one worker applies events in
-	// the relay's commit order, and read-your-writes relies on that: Huddle-Min-Position names
-	// the caller's last write only, and a client's earlier writes to other streams are applied
-	// before it only in order (ADR 0005).
+	// 1, HUDDLE_PROJECTION_WORKERS). The read models stay exact with any number: appliers of
+	// one clinic serialise on its lock, an event that overtakes an earlier one of its stream
+	// fills the gap from the store, and the earlier one is then a skipped duplicate. And
+	// read-your-writes holds too, because a Huddle-Min-Position read waits for the watermark
+	// (everything stored before the caller's write), not for apply order (ADR 0008).
 	Workers int
 	// Bootstrap (default true) makes Run rebuild, before consuming, any projection that has
 	// applied nothing while the store holds events: JetStream's retention may no longer reach
@@ -73,6 +72,7 @@ type Engine struct {
 
 	running atomic.Bool
 	waiters waiters
+	marks   watermarks
 
 	mu       sync.Mutex
 	failures map[string]int // event id → failures so far

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/huddle-chat/huddle/eventstore"
 	sharedmetrics "github.com/huddle-chat/huddle/internal/metrics"
 )
 
@@ -108,6 +109,12 @@ func (e *Engine) refreshLoop(ctx context.Context) {
 			}
 		} else if ctx.Err() == nil {
 			e.log.Warn("projection: status refresh failed", "err", err)
+		}
+		// Keep the read-your-writes watermarks close, so a waiting read walks few events.
+		for _, p := range projections {
+			if err := e.advanceWatermark(ctx, p, eventstore.Checkpoint{}); err != nil && ctx.Err() == nil {
+				e.log.Warn("projection: watermark refresh failed", "projection", p.name, "err", err)
+			}
 		}
 		select {
 		case <-ctx.Done():

@@ -96,6 +96,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 	}
 	a.Relay = eventstore.NewRelay(a.Store, a.pub, eventstore.RelayConfig{}, log, a.Metrics)
 	a.Engine = projections.NewEngine(a.db.Pool, a.Store, a.natsURL, log, a.Metrics)
+	a.Engine.Workers = max(cfg.ProjectionWorkers, 1)
 	a.blobs = blobs.New(a.db.Pool)
 	// ADAPT if internal/commands.New changes: the single line that builds the command handler.
 	cmds := commands.New(a.Store, a.blobs, commands.Options{MaxFileBytes: cfg.MaxFileBytes})

@@ -184,7 +184,7 @@ func messageOf(conversationID string, res eventstore.AppendResult) (Message, err
 		if !ok {
 			continue
 		}
-		pos := Position{StreamID: res.StreamID, Version: res.LastVersion}
+		pos := positionOf(res, Position{})
 		switch m := ev.(type) {
 		case domain.MessageSent:
 			return Message{ID: m.MessageID, ConversationID: conversationID, SenderID: m.SenderID, Kind: "text",

@@ -59,13 +59,21 @@ type Actor struct {
 type Position struct {
 	StreamID string
 	Version  int64
+	// At is that event's place in the store's gap-safe order (zero when the command appended
+	// nothing): a read that waits for every projection to pass it sees all of the caller's
+	// earlier writes, whatever their streams (ADR 0008).
+	At eventstore.Checkpoint
 }
 
 func positionOf(res eventstore.AppendResult, fallback Position) Position {
 	if res.LastVersion < 1 {
 		return fallback
 	}
-	return Position{StreamID: res.StreamID, Version: res.LastVersion}
+	pos := Position{StreamID: res.StreamID, Version: res.LastVersion}
+	if n := len(res.Events); n > 0 {
+		pos.At = eventstore.CheckpointOf(res.Events[n-1])
+	}
+	return pos
 }
 
 // Aggregates: how each decider's state is rebuilt from its stream. Snapshot versions must be

@@ -40,6 +40,7 @@ var Vars = []Var{
 	{"HUDDLE_STREAM_MAX_BYTES", "10737418240", "Size cap of the HUDDLE_EVENTS stream in bytes (-1: none)."},
 	{"HUDDLE_STREAM_REPLICAS", "1", "Replicas of HUDDLE_EVENTS (3 on a three-node NATS cluster)."},
 	{"HUDDLE_MAX_FILE_BYTES", "26214400", "Largest file upload in bytes (25 MiB)."},
+	{"HUDDLE_PROJECTION_WORKERS", "1", "Events each projection applies at once on this instance (1–8; each takes a database connection while it applies); read-your-writes holds with any number (ADR 0008)."},
 	{"HUDDLE_LOG_LEVEL", "info", "debug, info, warn or error."},
 	{"HUDDLE_SHUTDOWN_TIMEOUT", "20s", "How long a graceful shutdown may take before connections are cut."},
 }
@@ -63,14 +64,16 @@ type Config struct {
 	NATSURL  string
 	HTTPAddr string
 	// NATSListen is the embedded NATS client address (host:port, port may be 0).
-	NATSListen      string
-	NATSSyncAlways  bool
-	StreamMaxAge    time.Duration
-	StreamMaxBytes  int64
-	StreamReplicas  int
-	MaxFileBytes    int64
-	LogLevel        slog.Level
-	ShutdownTimeout time.Duration
+	NATSListen     string
+	NATSSyncAlways bool
+	StreamMaxAge   time.Duration
+	StreamMaxBytes int64
+	StreamReplicas int
+	MaxFileBytes   int64
+	// ProjectionWorkers is projections.Engine.Workers.
+	ProjectionWorkers int
+	LogLevel          slog.Level
+	ShutdownTimeout   time.Duration
 	// JWTSecret signs and verifies tokens; JWTSecretFile is set when it came from the data dir.
 	JWTSecret     []byte
 	JWTSecretFile string
@@ -176,6 +179,12 @@ func load(getenv func(string) string) (Config, error) {
 	parseInt("HUDDLE_STREAM_REPLICAS", "1", 1, &replicas)
 	c.StreamReplicas = int(replicas)
 	parseInt("HUDDLE_MAX_FILE_BYTES", strconv.Itoa(25<<20), 1, &c.MaxFileBytes)
+	var workers int64
+	parseInt("HUDDLE_PROJECTION_WORKERS", "1", 1, &workers)
+	if workers > 8 {
+		bad("HUDDLE_PROJECTION_WORKERS", strconv.FormatInt(workers, 10), "want 1 to 8")
+	}
+	c.ProjectionWorkers = int(workers)
 	parseDuration("HUDDLE_SHUTDOWN_TIMEOUT", "20s", &c.ShutdownTimeout)
 
 	level := get("HUDDLE_LOG_LEVEL", "info")

@@ -1,0 +1,179 @@
+package projections
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/huddle-chat/huddle/eventstore"
+)
+
+// Read-your-writes across streams and instances (ADR 0008).
+//
+// A projection's watermark is a point in the store's gap-safe (tx_id, global_position) order up
+// to which every event is applied, or is not this projection's to apply. A command's position
+// token carries its last event's point; a read that waits until every projection's watermark
+// passes it sees all of the caller's earlier writes, whatever their streams and whichever
+// instance applied them: an earlier write committed before the later one began, so it comes
+// before it in that order.
+//
+// Any instance advances a watermark by walking the events after it, in order and only below
+// the oldest running transaction (so it never passes an event that may still commit), until
+// the first one the projection has not applied by its stream's checkpoint. The result is
+// kept in eventstore_checkpoints, where a restore repair rewrites it with the relay's, and
+// only ever moves forward.
+
+const (
+	watermarkPrefix = "projection-watermark/"
+	watermarkPage   = 2000
+
+	sqlWatermarkScan = `SELECT e.tx_id, e.global_position, e.stream_id, e.stream_version, coalesce(c.version, 0)
+		FROM events e
+		LEFT JOIN projection_checkpoints c ON c.projection = $1 AND c.stream_id = e.stream_id
+		WHERE (e.tx_id, e.global_position) > ($2::xid8, $3::bigint)
+		  AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+		ORDER BY e.tx_id, e.global_position
+		LIMIT $4`
+	sqlWatermarkLoad = `SELECT tx_id, position FROM eventstore_checkpoints WHERE name = $1`
+	sqlWatermarkSave = `INSERT INTO eventstore_checkpoints AS c (name, tx_id, position) VALUES ($1, $2, $3)
+		ON CONFLICT (name) DO UPDATE SET tx_id = excluded.tx_id, position = excluded.position, updated_at = now()
+		WHERE (c.tx_id, c.position) < (excluded.tx_id, excluded.position)`
+)
+
+// watermarks caches each projection's last known watermark; advancing is serialised per
+// engine, so concurrent waiters share one walk.
+type watermarks struct {
+	advance sync.Mutex
+	mu      sync.Mutex
+	known   map[string]eventstore.Checkpoint
+}
+
+func (w *watermarks) get(projection string) eventstore.Checkpoint {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.known[projection]
+}
+
+func (w *watermarks) raise(projection string, cp eventstore.Checkpoint) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.known == nil {
+		w.known = map[string]eventstore.Checkpoint{}
+	}
+	if reached(cp, w.known[projection]) {
+		w.known[projection] = cp
+	}
+}
+
+// reached reports whether a is at or after b in the gap-safe order.
+func reached(a, b eventstore.Checkpoint) bool {
+	return a.TxID > b.TxID || (a.TxID == b.TxID && a.Position >= b.Position)
+}
+
+// WaitForAll blocks until every projection has applied everything up to at in the store's
+// gap-safe order (see above), or ctx ends. A zero at returns at once.
+func (e *Engine) WaitForAll(ctx context.Context, at eventstore.Checkpoint) error {
+	if at == (eventstore.Checkpoint{}) {
+		return nil
+	}
+	backoff := 2 * time.Millisecond
+	for _, p := range projections {
+		for !reached(e.marks.get(p.name), at) {
+			if err := e.advanceWatermark(ctx, p, at); err != nil {
+				return err
+			}
+			if reached(e.marks.get(p.name), at) {
+				break
+			}
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return ctx.Err()
+			}
+			backoff = min(backoff*2, 100*time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// Watermark returns projection's watermark after advancing it as far as it goes now.
+func (e *Engine) Watermark(ctx context.Context, projection string) (eventstore.Checkpoint, error) {
+	p, ok := projectionByName(projection)
+	if !ok {
+		return eventstore.Checkpoint{}, fmt.Errorf("watermark: unknown projection %q", projection)
+	}
+	if err := e.advanceWatermark(ctx, p, eventstore.Checkpoint{}); err != nil {
+		return eventstore.Checkpoint{}, err
+	}
+	return e.marks.get(p.name), nil
+}
+
+// advanceWatermark walks p's watermark forward as far as the applied events allow and saves it.
+// A caller waiting for target (zero: none) skips the walk when a walk it waited on got there.
+func (e *Engine) advanceWatermark(ctx context.Context, p *projection, target eventstore.Checkpoint) error {
+	e.marks.advance.Lock()
+	defer e.marks.advance.Unlock()
+	if target != (eventstore.Checkpoint{}) && reached(e.marks.get(p.name), target) {
+		return nil
+	}
+	name := watermarkPrefix + p.name
+	var stored eventstore.Checkpoint
+	err := e.pool.QueryRow(ctx, sqlWatermarkLoad, name).Scan(&stored.TxID, &stored.Position)
+	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("watermark %s: %w", p.name, err)
+	}
+	e.marks.raise(p.name, stored)
+	start := e.marks.get(p.name)
+	at := start
+	for {
+		n, blocked, err := e.walkWatermark(ctx, p, &at)
+		if err != nil {
+			return err
+		}
+		if blocked || n < watermarkPage {
+			break
+		}
+	}
+	if at == start && at == stored {
+		return nil
+	}
+	if _, err := e.pool.Exec(ctx, sqlWatermarkSave, name, at.TxID, at.Position); err != nil {
+		return fmt.Errorf("watermark %s: save: %w", p.name, err)
+	}
+	e.marks.raise(p.name, at)
+	return nil
+}
+
+// walkWatermark moves at over one page of applied (or foreign) events. It returns how many
+// rows it read and whether it stopped at an event not applied yet.
+func (e *Engine) walkWatermark(ctx context.Context, p *projection, at *eventstore.Checkpoint) (int, bool, error) {
+	rows, err := e.pool.Query(ctx, sqlWatermarkScan, p.name, at.TxID, at.Position, watermarkPage)
+	if err != nil {
+		return 0, false, fmt.Errorf("watermark %s: %w", p.name, err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var cp eventstore.Checkpoint
+		var stream string
+		var version, applied int64
+		if err := rows.Scan(&cp.TxID, &cp.Position, &stream, &version, &applied); err != nil {
+			return n, false, fmt.Errorf("watermark %s: %w", p.name, err)
+		}
+		n++
+		if p.handles(stream) && applied < version {
+			return n, true, nil
+		}
+		*at = cp
+	}
+	if err := rows.Err(); err != nil {
+		return n, false, fmt.Errorf("watermark %s: %w", p.name, err)
+	}
+	return n, false, nil
+}
