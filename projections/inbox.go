@@ -1,12 +1,8 @@
 package projections
 
 import (
-	"context"
-	"fmt"
-	"strconv"
+	"time"
 	"unicode/utf8"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/huddle-chat/huddle/domain"
 	"github.com/huddle-chat/huddle/eventstore"
@@ -144,34 +140,30 @@ func applyInbox(b *stmts, e eventstore.RecordedEvent, ev domain.Event) error {
 	v := e.StreamVersion
 	switch x := ev.(type) {
 	case domain.ConversationStarted:
-		owner := x.OwnerID
-		b.add(sqlConvStarted, clinic, id, x.Kind, x.Title, owner, x.StartedBy, at)
-		b.add(sqlConvParticipants, clinic, id, owner, v, x.ParticipantIDs)
-		b.add(sqlConvVisibility, clinic, id, v, x.ParticipantIDs)
-		b.add(sqlConvInbox, clinic, id, at, x.ParticipantIDs)
+		b.conversationStarted(clinic, id, v, x, at)
 	case domain.MessageSent:
-		b.message(clinic, id, v, x.MessageID, x.SenderID, "text", x.Text,
-			nil, nil, nil, nil, nil, nil, nil, nil, at, e.Position)
+		b.message(messageRow{clinic: clinic, conv: id, version: v, id: x.MessageID, sender: x.SenderID, kind: "text",
+			text: x.Text, sentAt: at, position: e.Position})
 		b.derived(sqlFanOut, clinic, id, x.MessageID, x.SenderID, preview(x.Text), at, true, v, e.Position)
 	case domain.FileShared:
-		b.message(clinic, id, v, x.MessageID, x.SenderID, "file", "",
-			x.FileID, x.Name, x.Size, x.ContentType, x.SHA256, nil, nil, nil, at, e.Position)
+		b.message(messageRow{clinic: clinic, conv: id, version: v, id: x.MessageID, sender: x.SenderID, kind: "file",
+			file: &fileRef{x.FileID, x.Name, x.Size, x.ContentType, x.SHA256}, sentAt: at, position: e.Position})
 		b.derived(sqlFanOut, clinic, id, x.MessageID, x.SenderID, preview(x.Name), at, true, v, e.Position)
 	case domain.ParticipantAdded:
 		b.add(sqlParticipantAdded, clinic, id, x.UserID, v)
-		b.add(sqlVisibilityOpen, clinic, id, x.UserID, v)
-		b.add(sqlInboxJoin, clinic, id, x.UserID, at)
+		b.visibilityOpen(inboxKey{clinic, x.UserID, id}, v)
+		b.inboxJoin(inboxKey{clinic, x.UserID, id}, at)
 		systemMessage(b, e, clinic, id, x)
 	case domain.ParticipantRemoved:
 		systemMessage(b, e, clinic, id, x)
 		b.add(sqlParticipantGone, clinic, id, x.UserID, "removed")
-		b.add(sqlVisibilityClose, clinic, id, x.UserID, v)
-		b.add(sqlInboxGone, clinic, id, x.UserID, "removed")
+		b.visibilityClose(inboxKey{clinic, x.UserID, id}, v)
+		b.inboxGone(inboxKey{clinic, x.UserID, id}, "removed")
 	case domain.ParticipantLeft:
 		systemMessage(b, e, clinic, id, x)
 		b.add(sqlParticipantGone, clinic, id, x.UserID, "left")
-		b.add(sqlVisibilityClose, clinic, id, x.UserID, v)
-		b.add(sqlInboxGone, clinic, id, x.UserID, "left")
+		b.visibilityClose(inboxKey{clinic, x.UserID, id}, v)
+		b.inboxGone(inboxKey{clinic, x.UserID, id}, "left")
 	case domain.OwnershipPassed:
 		b.add(sqlOwnerRoles, clinic, id, x.FromUserID, x.ToUserID)
 		b.add(sqlOwner, clinic, id, x.ToUserID)
@@ -183,20 +175,142 @@ func applyInbox(b *stmts, e eventstore.RecordedEvent, ev domain.Event) error {
 		b.add(sqlDeleted, clinic, id)
 
 	case domain.ConversationMuted:
-		b.add(sqlPrefMuted, clinic, id, x.ConversationID, true, e.Position)
-		b.derived(sqlRecountUnarchive, clinic, id, x.ConversationID)
+		b.prefMuted(inboxKey{clinic, id, x.ConversationID}, true, e.Position)
 	case domain.ConversationUnmuted:
-		b.add(sqlPrefMuted, clinic, id, x.ConversationID, false, e.Position)
-		b.derived(sqlRecountUnarchive, clinic, id, x.ConversationID)
+		b.prefMuted(inboxKey{clinic, id, x.ConversationID}, false, e.Position)
 	case domain.ConversationArchived:
-		b.add(sqlPrefArchived, clinic, id, x.ConversationID, true, e.Position)
+		b.prefArchived(inboxKey{clinic, id, x.ConversationID}, true, e.Position)
 	case domain.ConversationUnarchived:
-		b.add(sqlPrefArchived, clinic, id, x.ConversationID, false, e.Position)
+		b.prefArchived(inboxKey{clinic, id, x.ConversationID}, false, e.Position)
 	case domain.ReadMarkerMoved:
-		b.add(sqlPrefRead, clinic, id, x.ConversationID, x.UpToVersion)
-		b.derived(sqlRecountUnread, clinic, id, x.ConversationID, x.UpToVersion)
+		b.prefRead(inboxKey{clinic, id, x.ConversationID}, x.UpToVersion)
 	}
 	return nil
+}
+
+// A rebuild's load keeps the tables that nothing in the load reads (visibility, inbox and
+// member_prefs) in memory (inboxLoad) and writes them once, with the derived inbox columns
+// computed. The methods below run a statement live and its twin during a load; each twin must
+// do exactly what its statement does, defaults and conflicts included, and the property test
+// (live equals rebuild, table by table) holds them to it.
+
+// conversationStarted inserts the conversation, its participants, their visibility windows
+// and inbox rows. During a load, a stream's first event is collected with the batch's other
+// starts and COPYed ahead of the batch's statements (copyStarts): only the conversation's own
+// later events touch those rows, and they follow it.
+func (s *stmts) conversationStarted(clinic, id string, v int64, x domain.ConversationStarted, at time.Time) {
+	if s.load == nil {
+		s.add(sqlConvStarted, clinic, id, x.Kind, x.Title, x.OwnerID, x.StartedBy, at)
+		s.add(sqlConvParticipants, clinic, id, x.OwnerID, v, x.ParticipantIDs)
+		s.add(sqlConvVisibility, clinic, id, v, x.ParticipantIDs)
+		s.add(sqlConvInbox, clinic, id, at, x.ParticipantIDs)
+		return
+	}
+	if v == 1 {
+		s.load.starts = append(s.load.starts, convStart{clinic, id, x, at})
+	} else {
+		s.add(sqlConvStarted, clinic, id, x.Kind, x.Title, x.OwnerID, x.StartedBy, at)
+		s.add(sqlConvParticipants, clinic, id, x.OwnerID, v, x.ParticipantIDs)
+	}
+	for _, u := range x.ParticipantIDs {
+		k := inboxKey{clinic, u, id}
+		s.load.inbox.openWindow(k, v)
+		if s.load.inbox.rows[k] == nil {
+			s.load.inbox.rows[k] = &inboxRow{clinic: clinic, user: u, conv: id, membership: "active", activityAt: at}
+		}
+	}
+}
+
+// visibilityOpen opens a visibility window at version v (sqlVisibilityOpen).
+func (s *stmts) visibilityOpen(k inboxKey, v int64) {
+	if s.load != nil {
+		s.load.inbox.openWindow(k, v)
+		return
+	}
+	s.add(sqlVisibilityOpen, k.clinic, k.conv, k.user, v)
+}
+
+// visibilityClose closes the open windows at version v (sqlVisibilityClose).
+func (s *stmts) visibilityClose(k inboxKey, v int64) {
+	if s.load != nil {
+		ws := s.load.inbox.windows[k]
+		for i := range ws {
+			if ws[i].to < 0 {
+				ws[i].to = v
+			}
+		}
+		return
+	}
+	s.add(sqlVisibilityClose, k.clinic, k.conv, k.user, v)
+}
+
+// inboxJoin makes the inbox row active, its activity at least at (sqlInboxJoin).
+func (s *stmts) inboxJoin(k inboxKey, at time.Time) {
+	if s.load != nil {
+		r := s.load.inbox.rows[k]
+		if r == nil {
+			s.load.inbox.rows[k] = &inboxRow{clinic: k.clinic, user: k.user, conv: k.conv, membership: "active", activityAt: at}
+			return
+		}
+		r.membership = "active"
+		if at.After(r.activityAt) {
+			r.activityAt = at
+		}
+		return
+	}
+	s.add(sqlInboxJoin, k.clinic, k.conv, k.user, at)
+}
+
+// inboxGone sets an existing inbox row's membership (sqlInboxGone).
+func (s *stmts) inboxGone(k inboxKey, membership string) {
+	if s.load != nil {
+		if r := s.load.inbox.rows[k]; r != nil {
+			r.membership = membership
+		}
+		return
+	}
+	s.add(sqlInboxGone, k.clinic, k.conv, k.user, membership)
+}
+
+// prefMuted records a mute or unmute at global position pos (sqlPrefMuted).
+func (s *stmts) prefMuted(k inboxKey, muted bool, pos int64) {
+	if s.load != nil {
+		p, _ := s.load.inbox.pref(k)
+		p.muted = muted
+		if muted {
+			p.toggles = append(p.toggles, pos)
+		} else {
+			p.toggles = append(p.toggles, -pos)
+		}
+		return
+	}
+	s.add(sqlPrefMuted, k.clinic, k.user, k.conv, muted, pos)
+	s.derived(sqlRecountUnarchive, k.clinic, k.user, k.conv)
+}
+
+// prefArchived records an archive or unarchive at global position pos (sqlPrefArchived: a new
+// row takes the position either way, an existing one only from an archive).
+func (s *stmts) prefArchived(k inboxKey, archived bool, pos int64) {
+	if s.load != nil {
+		p, created := s.load.inbox.pref(k)
+		p.archived = archived
+		if archived || created {
+			p.archivedAt = pos
+		}
+		return
+	}
+	s.add(sqlPrefArchived, k.clinic, k.user, k.conv, archived, pos)
+}
+
+// prefRead moves the read marker (sqlPrefRead).
+func (s *stmts) prefRead(k inboxKey, version int64) {
+	if s.load != nil {
+		p, _ := s.load.inbox.pref(k)
+		p.read = version
+		return
+	}
+	s.add(sqlPrefRead, k.clinic, k.user, k.conv, version)
+	s.derived(sqlRecountUnread, k.clinic, k.user, k.conv, version)
 }
 
 // systemMessage stores the system line a conversation event shows as (domain.SystemMessageOf:
@@ -210,59 +324,56 @@ func systemMessage(b *stmts, e eventstore.RecordedEvent, clinic, conv string, ev
 	}
 	at := e.RecordedAt.UTC()
 	id := domain.MessageID(conv, e.StreamVersion)
-	b.message(clinic, conv, e.StreamVersion, id, sys.ActorID, "system", "",
-		nil, nil, nil, nil, nil, sys.Event, sys.ActorID, sys.SubjectID, at, e.Position)
+	b.message(messageRow{clinic: clinic, conv: conv, version: e.StreamVersion, id: id, sender: sys.ActorID, kind: "system",
+		system: &sys, sentAt: at, position: e.Position})
 	b.derived(sqlFanOut, clinic, conv, id, sys.ActorID, systemPreview(sys.Event), at, false, e.StreamVersion, e.Position)
+}
+
+// messageRow is one row of messages.
+type messageRow struct {
+	clinic, conv     string
+	version          int64
+	id, sender, kind string
+	text             string
+	file             *fileRef              // kind "file"
+	system           *domain.SystemMessage // kind "system"
+	sentAt           time.Time
+	position         int64
+}
+
+type fileRef struct {
+	id, name    string
+	size        int64
+	contentType string
+	sha256      string
 }
 
 var messageColumns = []string{"clinic_id", "conversation_id", "version", "message_id", "sender_id", "kind", "text",
 	"file_id", "file_name", "file_size", "file_content_type", "file_sha256",
 	"system_event", "system_actor_id", "system_subject_id", "sent_at", "position"}
 
-// sqlDeriveInbox recomputes, in one set-based statement, every inbox column that the
-// incremental statements above derive from messages, visibility and member_prefs (last
-// message, unread count, unarchive position, last activity). A rebuild loads the base tables
-// without the per-message fan-out and runs this once; the property test holds it to giving
-// exactly what the incremental path gives.
-var sqlDeriveInbox = `WITH agg AS (
-		SELECT v.clinic_id, v.user_id, v.conversation_id, max(m.version) AS last_version,
-		       count(*) FILTER (WHERE m.kind <> 'system' AND m.sender_id <> v.user_id
-		                          AND m.version > coalesce(p.read_version, 0)) AS unread,
-		       coalesce(max(m.position) FILTER (WHERE m.kind <> 'system' AND m.sender_id <> v.user_id
-		           AND NOT (cardinality(p.mute_toggles) > 0 AND coalesce((SELECT t > 0 FROM unnest(p.mute_toggles) AS t
-		                    WHERE abs(t) < m.position ORDER BY abs(t) DESC LIMIT 1), false))), 0) AS unarchive
-		FROM visibility v
-		JOIN messages m ON m.clinic_id = v.clinic_id AND m.conversation_id = v.conversation_id
-		 AND m.version >= v.from_version AND (v.to_version IS NULL OR m.version <= v.to_version)
-		LEFT JOIN member_prefs p ON p.clinic_id = v.clinic_id AND p.user_id = v.user_id AND p.conversation_id = v.conversation_id
-		GROUP BY v.clinic_id, v.user_id, v.conversation_id)
-	UPDATE inbox i SET
-		last_message_id = m.message_id, last_message_sender_id = m.sender_id,
-		last_message_preview = ` + previewSQL("m") + `, last_message_at = m.sent_at,
-		last_activity_at = greatest(i.last_activity_at, m.sent_at),
-		unread_count = agg.unread, unarchive_position = agg.unarchive
-	FROM agg
-	JOIN messages m ON m.clinic_id = agg.clinic_id AND m.conversation_id = agg.conversation_id AND m.version = agg.last_version
-	WHERE i.clinic_id = agg.clinic_id AND i.user_id = agg.user_id AND i.conversation_id = agg.conversation_id`
-
-// previewSQL is preview and systemPreview in SQL, for message rows aliased m.
-func previewSQL(m string) string {
-	src := `CASE ` + m + `.kind WHEN 'file' THEN ` + m + `.file_name ELSE ` + m + `.text END`
-	sys := `CASE ` + m + `.system_event`
-	for _, ev := range []string{domain.SystemParticipantAdded, domain.SystemParticipantRemoved, domain.SystemParticipantLeft, domain.SystemGroupRenamed, domain.SystemOwnershipPassed} {
-		sys += ` WHEN '` + ev + `' THEN '` + systemPreview(ev) + `'`
+// values returns the row's values in messageColumns order (sqlInsertMessage's parameters).
+func (m *messageRow) values() []any {
+	v := []any{m.clinic, m.conv, m.version, m.id, m.sender, m.kind, m.text,
+		nil, nil, nil, nil, nil, nil, nil, nil, m.sentAt, m.position}
+	if f := m.file; f != nil {
+		v[7], v[8], v[9], v[10], v[11] = f.id, f.name, f.size, f.contentType, f.sha256
 	}
-	sys += ` ELSE ` + m + `.system_event END`
-	return `CASE WHEN ` + m + `.kind = 'system' THEN ` + sys +
-		` WHEN char_length(` + src + `) <= ` + strconv.Itoa(previewRunes) + ` THEN ` + src +
-		` ELSE left(` + src + `, ` + strconv.Itoa(previewRunes) + `) || '…' END`
+	if s := m.system; s != nil {
+		v[12], v[13], v[14] = s.Event, s.ActorID, s.SubjectID
+	}
+	return v
 }
 
-func deriveInbox(ctx context.Context, tx pgx.Tx) error {
-	if _, err := tx.Exec(ctx, sqlDeriveInbox); err != nil {
-		return fmt.Errorf("derive inbox: %w", err)
+// preview is what the inbox shows of the message (sqlFanOut's preview argument).
+func (m *messageRow) preview() string {
+	switch {
+	case m.system != nil:
+		return systemPreview(m.system.Event)
+	case m.file != nil:
+		return preview(m.file.name)
 	}
-	return nil
+	return preview(m.text)
 }
 
 func preview(s string) string {

@@ -26,15 +26,21 @@ type projection struct {
 	// apply queues the statements one event needs. It never reads: every statement is
 	// set-based on what is already in the tables, so a batch of events can be pipelined.
 	apply func(b *stmts, e eventstore.RecordedEvent, ev domain.Event) error
-	// derive, when set, recomputes in one statement what apply's derived statements
-	// maintain incrementally; a rebuild skips those during its bulk load and calls this once.
-	derive func(ctx context.Context, tx pgx.Tx) error
+	// derive, when set, writes after a rebuild's load what the load kept in memory and what
+	// apply's derived statements maintain incrementally (the load skips them).
+	derive func(ctx context.Context, tx pgx.Tx, l *load) error
+	// copied are the tables a rebuild's load writes only by COPY and never reads, and derived
+	// the tables it leaves empty for derive to write in full. Neither needs its unique
+	// constraints during the load: they are added afterwards (building an index in one go
+	// costs a fraction of maintaining it row by row).
+	copied, derived []string
 }
 
 // projections lists every projection, in the order rebuild and status show them.
 var projections = []*projection{
 	{name: Directory, categories: []string{domain.CategoryDirectory}, tables: directoryTables, apply: applyDirectory},
-	{name: Inbox, categories: []string{domain.CategoryConversation, domain.CategoryMember}, tables: inboxTables, apply: applyInbox, derive: deriveInbox},
+	{name: Inbox, categories: []string{domain.CategoryConversation, domain.CategoryMember}, tables: inboxTables, apply: applyInbox, derive: deriveInbox,
+		copied: []string{"messages"}, derived: []string{"visibility", "inbox", "member_prefs"}},
 }
 
 // Names lists the projections.
@@ -80,37 +86,47 @@ func projectionsFor(streamID string) []*projection {
 // stmts is a queue of statements for one or many events, sent as one pgx batch.
 type stmts struct {
 	b pgx.Batch
-	// skipDerived drops derived statements (see projection.derive) during a rebuild's load;
-	// then nothing in the batch reads messages, so new messages are COPYed in instead.
-	skipDerived bool
-	messages    [][]any
+	// load is set during a rebuild's bulk load: derived statements (see projection.derive)
+	// are left out, so nothing in the batch reads messages, and new messages are collected
+	// for COPY instead of inserted one by one.
+	load *load
 }
 
-// message inserts a message row (columns messageColumns).
-func (s *stmts) message(row ...any) {
-	if s.skipDerived {
-		s.messages = append(s.messages, row)
+// load is what a rebuild's bulk load collects besides its statements.
+type load struct {
+	messages []messageRow // the current batch's, for COPY
+	starts   []convStart  // the current batch's, COPYed ahead of its statements
+	inbox    inboxLoad
+}
+
+func newLoad() *load { return &load{inbox: newInboxLoad()} }
+
+// message inserts a message row.
+func (s *stmts) message(m messageRow) {
+	if s.load != nil {
+		s.load.messages = append(s.load.messages, m)
+		s.load.inbox.message(&m)
 		return
 	}
-	s.b.Queue(sqlInsertMessage, row...)
+	s.b.Queue(sqlInsertMessage, m.values()...)
 }
 
 func (s *stmts) add(sql string, args ...any) { s.b.Queue(sql, args...) }
 
 // derived queues a statement that maintains data derivable from the base tables.
 func (s *stmts) derived(sql string, args ...any) {
-	if !s.skipDerived {
+	if s.load == nil {
 		s.b.Queue(sql, args...)
 	}
 }
 
 // send runs the queued statements on tx and empties the queue.
 func (s *stmts) send(ctx context.Context, tx pgx.Tx) error {
-	if len(s.messages) > 0 {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"messages"}, messageColumns, pgx.CopyFromRows(s.messages)); err != nil {
-			return fmt.Errorf("copy messages: %w", err)
+	if s.load != nil && len(s.load.starts) > 0 {
+		if err := copyStarts(ctx, tx, s.load.starts); err != nil {
+			return err
 		}
-		s.messages = nil
+		s.load.starts = nil
 	}
 	if s.b.Len() == 0 {
 		return nil

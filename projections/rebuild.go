@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/huddle-chat/huddle/eventstore"
 )
@@ -64,11 +66,21 @@ type streamMark struct {
 
 // sqlDeferrableIndexes lists the shadow schema's indexes that back no constraint: they are
 // dropped for the load and recreated after it (maintaining them row by row costs more).
-const sqlDeferrableIndexes = `SELECT ic.relname, pg_get_indexdef(i.indexrelid)
+const sqlDeferrableIndexes = `SELECT t.relname, ic.relname, pg_get_indexdef(i.indexrelid)
 	FROM pg_index i
 	JOIN pg_class ic ON ic.oid = i.indexrelid
+	JOIN pg_class t ON t.oid = i.indrelid
 	JOIN pg_namespace n ON n.oid = ic.relnamespace
 	WHERE n.nspname = $1 AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)`
+
+// sqlBulkConstraints lists the unique constraints (primary keys included) of the given tables
+// of a schema. Those of the tables a load only COPYs into or leaves to derive are dropped for
+// the load and added after it.
+const sqlBulkConstraints = `SELECT t.relname, c.conname, pg_get_constraintdef(c.oid)
+	FROM pg_constraint c
+	JOIN pg_class t ON t.oid = c.conrelid
+	JOIN pg_namespace n ON n.oid = t.relnamespace
+	WHERE n.nspname = $1 AND t.relname = ANY($2) AND c.contype IN ('p', 'u')`
 
 func (e *Engine) rebuild(ctx context.Context, ps []*projection, progress func(done, total int64)) error {
 	// A connection of its own: its search_path points at the shadow schema, so the projections'
@@ -90,59 +102,53 @@ func (e *Engine) rebuild(ctx context.Context, ps []*projection, progress func(do
 			return fmt.Errorf("%s: %w", p.name, ErrRebuildRunning)
 		}
 	}
+	// Closing the connection releases the locks too, but only once the server has noticed: a
+	// rebuild right after this one could still find them taken.
+	defer conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock_all()`) //nolint:errcheck // closing releases them anyway
 	var live string
 	if err := conn.QueryRow(ctx, `SELECT current_schema()`).Scan(&live); err != nil {
 		return fmt.Errorf("current schema: %w", err)
 	}
 	shadow := "rebuild_" + strings.Join(names, "_")
 	tables := []string{"projection_checkpoints"}
+	var copied, bulk []string
 	for _, p := range ps {
 		tables = append(tables, p.tables...)
-	}
-	setup := []string{
-		`DROP SCHEMA IF EXISTS ` + ident(shadow) + ` CASCADE`,
-		`CREATE SCHEMA ` + ident(shadow),
-	}
-	for _, t := range tables {
-		setup = append(setup, `CREATE TABLE `+ident(shadow, t)+` (LIKE `+ident(live, t)+` INCLUDING ALL)`)
-	}
-	for _, q := range setup {
-		if _, err := conn.Exec(ctx, q); err != nil {
-			return fmt.Errorf("prepare shadow schema: %s: %w", q, err)
-		}
+		copied = append(copied, p.copied...)
+		bulk = append(bulk, p.copied...)
+		bulk = append(bulk, p.derived...)
 	}
 	dropShadow := func() {
 		_, _ = conn.Exec(context.WithoutCancel(ctx), `DROP SCHEMA IF EXISTS `+ident(shadow)+` CASCADE`)
 	}
-	var deferred []string
-	rows, err := conn.Query(ctx, sqlDeferrableIndexes, shadow)
+	after, err := createShadow(ctx, conn, live, shadow, tables, bulk)
 	if err != nil {
 		dropShadow()
-		return fmt.Errorf("list indexes: %w", err)
+		return err
 	}
-	var drops []string
-	for rows.Next() {
-		var name, def string
-		if err := rows.Scan(&name, &def); err != nil {
-			rows.Close()
-			dropShadow()
-			return err
-		}
-		drops = append(drops, `DROP INDEX `+ident(shadow, name))
-		deferred = append(deferred, def)
+	// A second connection on the shadow schema: the load COPYs messages on it, beside the first
+	// one's statements, and afterwards it indexes them while the first derives.
+	conn2, err := pgx.ConnectConfig(ctx, e.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		dropShadow()
+		return fmt.Errorf("connect: %w", err)
 	}
-	rows.Close()
+	defer conn2.Close(context.WithoutCancel(ctx))
 	// A rebuild can always be run again, so its commits need not wait for the WAL flush.
-	for _, q := range append(drops, `SET search_path TO `+ident(shadow), `SET synchronous_commit TO off`,
-		`SET work_mem TO '256MB'`, `SET maintenance_work_mem TO '256MB'`) {
-		if _, err := conn.Exec(ctx, q); err != nil {
-			dropShadow()
-			return fmt.Errorf("prepare shadow schema: %s: %w", q, err)
+	for _, c := range []*pgx.Conn{conn, conn2} {
+		for _, q := range []string{`SET search_path TO ` + ident(shadow), `SET synchronous_commit TO off`,
+			`SET work_mem TO '256MB'`, `SET maintenance_work_mem TO '256MB'`} {
+			if _, err := c.Exec(ctx, q); err != nil {
+				dropShadow()
+				return fmt.Errorf("prepare shadow schema: %s: %w", q, err)
+			}
 		}
 	}
 
+	// The highest position is the count but for gaps (rolled back appends), and costs an index
+	// probe where count(*) reads the whole index.
 	var total int64
-	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM events`).Scan(&total); err != nil {
+	if err := e.pool.QueryRow(ctx, `SELECT coalesce(max(global_position), 0) FROM events`).Scan(&total); err != nil {
 		total = -1 // progress without a total
 	}
 	start := time.Now()
@@ -150,97 +156,83 @@ func (e *Engine) rebuild(ctx context.Context, ps []*projection, progress func(do
 	for _, p := range ps {
 		marks[p.name] = map[string]streamMark{}
 	}
-	// Read the next batch while the previous one is applied: the store and the shadow tables
-	// are different work for the database, and the decoding is ours.
-	var cp eventstore.Checkpoint
-	var done int64
-	batches := make(chan []eventstore.RecordedEvent, 1)
-	readCtx, stopReading := context.WithCancel(ctx)
-	readErr := make(chan error, 1)
-	var readTime time.Duration // owned by the reader until readErr is received
-	go func() {
-		defer close(batches)
-		var at eventstore.Checkpoint
-		for {
-			t0 := time.Now()
-			evs, err := e.store.ReadAll(readCtx, at, RebuildBatch)
-			readTime += time.Since(t0)
-			if err != nil || len(evs) == 0 {
-				readErr <- err
-				return
-			}
-			at = eventstore.CheckpointOf(evs[len(evs)-1])
-			select {
-			case batches <- evs:
-			case <-readCtx.Done():
-				readErr <- readCtx.Err()
-				return
-			}
-		}
-	}()
-	var loadErr error
-	for evs := range batches {
-		if loadErr != nil {
-			continue // drain so the reader can finish
-		}
-		loadErr = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error { return applyBatch(ctx, tx, ps, evs, marks, true) })
-		if loadErr != nil {
-			stopReading()
-			continue
-		}
-		cp = eventstore.CheckpointOf(evs[len(evs)-1])
-		done += int64(len(evs))
+	l := newLoad()
+	cp, done, err := e.load(ctx, conn, conn2, ps, marks, l, func(done int64) {
 		if progress != nil {
 			progress(done, max(total, done))
 		}
-	}
-	stopReading()
-	if err := errors.Join(loadErr, <-readErr); err != nil {
-		dropShadow()
-		return err
-	}
-	e.log.Debug("rebuild: store reads", "seconds", readTime.Seconds())
-	e.log.Debug("rebuild: loaded", "events", done, "seconds", time.Since(start).Seconds())
-	// The load skipped the derived statements: compute their columns once, set-based.
-	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		for _, p := range ps {
-			if p.derive != nil {
-				if err := p.derive(ctx, tx); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
 	})
 	if err != nil {
 		dropShadow()
 		return err
-	}
-	e.log.Debug("rebuild: derived", "seconds", time.Since(start).Seconds())
-	// The definitions name their table schema-qualified but their operator classes as seen
-	// from the live schema (pg_trgm's live there), so build them with that search_path.
-	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SET LOCAL search_path TO `+ident(live)); err != nil {
-			return err
-		}
-		for _, def := range deferred {
-			if _, err := tx.Exec(ctx, def); err != nil {
-				return fmt.Errorf("build index: %s: %w", def, err)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		dropShadow()
-		return err
-	}
-	for _, t := range tables {
-		if _, err := conn.Exec(ctx, `ANALYZE `+ident(shadow, t)); err != nil {
-			dropShadow()
-			return fmt.Errorf("analyze %s: %w", t, err)
-		}
 	}
 
+	// Finish the tables (indexes, constraints, statistics) on both connections at once. The
+	// first writes the checkpoints and what the load kept in memory, with the derived columns
+	// (the load skipped their statements), meanwhile the second finishes the tables the load
+	// completed, the largest first; then both take the rest.
+	var derived, rest []string
+	for _, p := range ps {
+		derived = append(derived, p.derived...)
+	}
+	queue := make(chan string, len(tables))
+	for _, t := range copied {
+		queue <- t
+	}
+	for _, t := range tables {
+		switch {
+		case slices.Contains(copied, t):
+		case slices.Contains(derived, t), t == "projection_checkpoints":
+			rest = append(rest, t)
+		default:
+			queue <- t
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	finish := func(c *pgx.Conn) error {
+		for {
+			select {
+			case t, ok := <-queue:
+				if !ok {
+					return nil
+				}
+				if err := finishTable(gctx, c, live, shadow, t, after[t]); err != nil {
+					return err
+				}
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
+	}
+	g.Go(func() error { return finish(conn2) })
+	g.Go(func() error {
+		if err := writeCheckpoints(gctx, conn, marks); err != nil {
+			return err
+		}
+		err := pgx.BeginFunc(gctx, conn, func(tx pgx.Tx) error {
+			for _, p := range ps {
+				if p.derive != nil {
+					if err := p.derive(gctx, tx, l); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		e.log.Debug("rebuild: derived", "seconds", time.Since(start).Seconds())
+		for _, t := range rest {
+			queue <- t
+		}
+		close(queue)
+		return finish(conn)
+	})
+	if err := g.Wait(); err != nil {
+		dropShadow()
+		return err
+	}
 	e.log.Debug("rebuild: indexed", "seconds", time.Since(start).Seconds())
 	// The swap. The exclusive projection locks wait for in-flight live appliers and hold new
 	// ones off until commit; under them, apply what the store gained since the last batch, and
@@ -269,7 +261,7 @@ func (e *Engine) rebuild(ctx context.Context, ps []*projection, progress func(do
 			if len(evs) == 0 {
 				break
 			}
-			if err := applyBatch(ctx, tx, ps, evs, marks, false); err != nil {
+			if err := applyBatch(ctx, tx, ps, evs, marks, nil); err != nil {
 				return err
 			}
 			cp = eventstore.CheckpointOf(evs[len(evs)-1])
@@ -313,6 +305,77 @@ func (e *Engine) rebuild(ctx context.Context, ps []*projection, progress func(do
 	return nil
 }
 
+// createShadow creates the shadow schema with a copy of each table and drops what the load
+// need not maintain row by row: indexes that back no constraint and, on the bulk tables
+// (projection.copied and .derived), the unique constraints. It returns, per table, the
+// statements that restore them.
+func createShadow(ctx context.Context, conn *pgx.Conn, live, shadow string, tables, bulk []string) (map[string][]string, error) {
+	setup := []string{
+		`DROP SCHEMA IF EXISTS ` + ident(shadow) + ` CASCADE`,
+		`CREATE SCHEMA ` + ident(shadow),
+	}
+	for _, t := range tables {
+		setup = append(setup, `CREATE TABLE `+ident(shadow, t)+` (LIKE `+ident(live, t)+` INCLUDING ALL)`)
+	}
+	for _, q := range setup {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			return nil, fmt.Errorf("prepare shadow schema: %s: %w", q, err)
+		}
+	}
+	after := map[string][]string{}
+	var drops []string
+	var table, name, def string
+	err := forEachRow(ctx, conn, sqlBulkConstraints, []any{shadow, bulk}, []any{&table, &name, &def}, func() error {
+		drops = append(drops, `ALTER TABLE `+ident(shadow, table)+` DROP CONSTRAINT `+ident(name))
+		return nil
+	})
+	if err == nil {
+		// Added back under the live table's names, which LIKE does not copy.
+		err = forEachRow(ctx, conn, sqlBulkConstraints, []any{live, bulk}, []any{&table, &name, &def}, func() error {
+			after[table] = append(after[table], `ALTER TABLE `+ident(shadow, table)+` ADD CONSTRAINT `+ident(name)+` `+def)
+			return nil
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list constraints: %w", err)
+	}
+	err = forEachRow(ctx, conn, sqlDeferrableIndexes, []any{shadow}, []any{&table, &name, &def}, func() error {
+		drops = append(drops, `DROP INDEX `+ident(shadow, name))
+		after[table] = append(after[table], def)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list indexes: %w", err)
+	}
+	for _, q := range drops {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			return nil, fmt.Errorf("prepare shadow schema: %s: %w", q, err)
+		}
+	}
+	return after, nil
+}
+
+// finishTable runs the statements that restore table's indexes and constraints, then
+// analyses it.
+func finishTable(ctx context.Context, conn *pgx.Conn, live, shadow, table string, restore []string) error {
+	return pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		// The index definitions name their table schema-qualified but their operator classes as
+		// seen from the live schema (pg_trgm's live there), so build them with that search_path.
+		if _, err := tx.Exec(ctx, `SET LOCAL search_path TO `+ident(live)); err != nil {
+			return err
+		}
+		for _, q := range restore {
+			if _, err := tx.Exec(ctx, q); err != nil {
+				return fmt.Errorf("restore %s: %s: %w", table, q, err)
+			}
+		}
+		if _, err := tx.Exec(ctx, `ANALYZE `+ident(shadow, table)); err != nil {
+			return fmt.Errorf("analyze %s: %w", table, err)
+		}
+		return nil
+	})
+}
+
 // catchUpStreams applies, into the shadow tables, every stream of p's categories that has
 // events the rebuild has not read: ReadAll's gap-safe order returns everything up to the
 // checkpoint cp and holds back later transactions (any transaction in the cluster holds its
@@ -350,9 +413,107 @@ func catchUpStreams(ctx context.Context, tx pgx.Tx, store EventReader, p *projec
 		if err != nil {
 			return err
 		}
-		if err := applyBatch(ctx, tx, []*projection{p}, evs, marks, false); err != nil {
+		if err := applyBatch(ctx, tx, []*projection{p}, evs, marks, nil); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// load replays the store into the shadow tables: one goroutine reads batches (the next one
+// while the previous is applied), one applies them on conn, one COPYs their messages on
+// copyConn. It returns the checkpoint of the last event read and how many were read.
+func (e *Engine) load(ctx context.Context, conn, copyConn *pgx.Conn, ps []*projection, marks map[string]map[string]streamMark,
+	l *load, progress func(done int64)) (eventstore.Checkpoint, int64, error) {
+	var cp eventstore.Checkpoint
+	var done int64
+	// Each stage's busy time (its goroutine's own), for the debug log: the largest one bounds
+	// the load.
+	var reading, applying, copying time.Duration
+	start := time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	batches := make(chan []eventstore.RecordedEvent, 1)
+	messages := make(chan []messageRow, 2)
+	g.Go(func() error {
+		defer close(batches)
+		rc, err := e.pool.Acquire(gctx)
+		if err != nil {
+			return fmt.Errorf("read events: %w", err)
+		}
+		defer rc.Release()
+		r := eventLoader{store: e.store}
+		var at eventstore.Checkpoint
+		for {
+			t := time.Now()
+			evs, err := r.read(gctx, rc, at, RebuildBatch)
+			reading += time.Since(t)
+			if err != nil || len(evs) == 0 {
+				return err
+			}
+			at = eventstore.CheckpointOf(evs[len(evs)-1])
+			select {
+			case batches <- evs:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
+	})
+	g.Go(func() error {
+		defer close(messages)
+		for evs := range batches {
+			t := time.Now()
+			err := pgx.BeginFunc(gctx, conn, func(tx pgx.Tx) error { return applyBatch(gctx, tx, ps, evs, marks, l) })
+			applying += time.Since(t)
+			if err != nil {
+				return err
+			}
+			if len(l.messages) > 0 {
+				select {
+				case messages <- l.messages:
+				case <-gctx.Done():
+					return gctx.Err()
+				}
+				l.messages = nil
+			}
+			cp = eventstore.CheckpointOf(evs[len(evs)-1])
+			done += int64(len(evs))
+			progress(done)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		var d copyData
+		for rows := range messages {
+			t := time.Now()
+			err := copyMessages(gctx, copyConn, &d, rows)
+			copying += time.Since(t)
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return cp, done, err
+	}
+	e.log.Debug("rebuild: loaded", "events", done, "seconds", time.Since(start).Seconds(), "reading", reading.Seconds(),
+		"applying", applying.Seconds(), "copying", copying.Seconds())
+	return cp, done, nil
+}
+
+// writeCheckpoints writes every stream's checkpoint once, after the load (which keeps them in
+// marks only).
+func writeCheckpoints(ctx context.Context, conn *pgx.Conn, marks map[string]map[string]streamMark) error {
+	var rows [][]any
+	for p, pm := range marks {
+		for s, m := range pm {
+			rows = append(rows, []any{p, s, m.version, m.position, m.at})
+		}
+	}
+	_, err := conn.CopyFrom(ctx, pgx.Identifier{"projection_checkpoints"}, []string{"projection", "stream_id", "version", "position", "recorded_at"},
+		pgx.CopyFromRows(rows))
+	if err != nil {
+		return fmt.Errorf("write checkpoints: %w", err)
 	}
 	return nil
 }
@@ -363,11 +524,11 @@ const sqlUpsertCheckpoints = `INSERT INTO projection_checkpoints (projection, st
 	SET version = EXCLUDED.version, position = greatest(projection_checkpoints.position, EXCLUDED.position),
 	    recorded_at = EXCLUDED.recorded_at`
 
-// applyBatch applies the events each projection reads (skipping any a stream already has)
-// and records the streams' checkpoints, all as one pipelined batch on tx. skipDerived leaves
-// out the statements projection.derive recomputes later.
-func applyBatch(ctx context.Context, tx pgx.Tx, ps []*projection, evs []eventstore.RecordedEvent, marks map[string]map[string]streamMark, skipDerived bool) error {
-	b := stmts{skipDerived: skipDerived}
+// applyBatch applies the events each projection reads (skipping any a stream already has) as
+// one pipelined batch on tx. Outside a load (l nil) it also records the streams' checkpoints;
+// during one, l collects the messages and derivations and the checkpoints stay in marks.
+func applyBatch(ctx context.Context, tx pgx.Tx, ps []*projection, evs []eventstore.RecordedEvent, marks map[string]map[string]streamMark, l *load) error {
+	b := stmts{load: l}
 	for _, p := range ps {
 		pm := marks[p.name]
 		touched := map[string]bool{}
@@ -379,7 +540,9 @@ func applyBatch(ctx context.Context, tx pgx.Tx, ps []*projection, evs []eventsto
 				return err
 			}
 			pm[ev.StreamID] = streamMark{version: ev.StreamVersion, position: ev.Position, at: ev.RecordedAt}
-			touched[ev.StreamID] = true
+			if l == nil {
+				touched[ev.StreamID] = true
+			}
 		}
 		if len(touched) == 0 {
 			continue
