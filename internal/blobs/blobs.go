@@ -1,6 +1,7 @@
 // Package blobs stores the bytes of shared files in Postgres, in chunks, streamed in and out so
 // a large file never sits in memory whole. Events carry only a file's id, name, size, content
-// type and sha256; this package holds the bytes under that id, scoped by clinic.
+// type and sha256; this package holds the bytes under that id, scoped by clinic, and remembers
+// which FileShared event shared them (ADR 0009), so bytes no message names can be swept.
 package blobs
 
 import (
@@ -35,7 +36,8 @@ type Store struct {
 	pool *pgxpool.Pool
 }
 
-// New returns a Store on pool (the schema comes from migration 0002_blobs.sql).
+// New returns a Store on pool (the schema comes from migrations 0002_blobs.sql and
+// 0006_blob_lifecycle.sql).
 func New(pool *pgxpool.Pool) *Store { return &Store{pool: pool} }
 
 // Info describes a stored file.
@@ -50,6 +52,10 @@ type Info struct {
 	SHA256         string // hex
 	Complete       bool
 	CreatedAt      time.Time
+	// SharedVersion is the stream version of the FileShared event that shared the blob in its
+	// conversation; 0 while that is not known (the append is in flight, failed, or happened
+	// but the process stopped before marking: see Confirm).
+	SharedVersion int64
 }
 
 // Upload says what is being uploaded, by whom, where to.
@@ -67,13 +73,33 @@ const (
 	sqlInsertBlob = `INSERT INTO blobs (id, clinic_id, conversation_id, uploader_id, name)
 		VALUES ($1, $2, $3, $4, $5)`
 	sqlInsertChunk  = `INSERT INTO blob_chunks (blob_id, seq, data) VALUES ($1, $2, $3)`
-	sqlCompleteBlob = `UPDATE blobs SET size = $2, sha256 = $3, content_type = $4, complete = true WHERE id = $1`
-	sqlDeleteBlob   = `DELETE FROM blobs WHERE clinic_id = $1 AND id = $2`
-	sqlSelectBlob   = `SELECT id, clinic_id, conversation_id, uploader_id, name, content_type, size, sha256, complete, created_at
+	sqlCompleteBlob = `UPDATE blobs SET size = $2, sha256 = $3, content_type = $4, complete = true, completed_at = now()
+		WHERE id = $1`
+	sqlDeleteBlob = `DELETE FROM blobs WHERE clinic_id = $1 AND id = $2`
+	sqlSelectBlob = `SELECT id, clinic_id, conversation_id, uploader_id, name, content_type, size, sha256, complete, created_at,
+			coalesce(shared_version, 0)
 		FROM blobs WHERE clinic_id = $1 AND id = $2`
 	sqlSelectChunk  = `SELECT data FROM blob_chunks WHERE blob_id = $1 AND seq = $2`
 	sqlSweepUploads = `DELETE FROM blobs WHERE NOT complete AND created_at < $1`
+	sqlMarkShared   = `UPDATE blobs SET shared_version = $3 WHERE clinic_id = $1 AND id = $2 AND complete`
+	// sqlFindShared reads the event store's table directly (schema in 0001_eventstore.sql): the
+	// FileShared event naming the blob in its conversation's stream, found through the
+	// (stream_id, stream_version) index, so it costs one pass over that one stream. It reads
+	// stored data, not upcast data: a FileShared schema that renames file_id must change it.
+	sqlFindShared = `SELECT stream_version FROM events
+		WHERE stream_id = $1 AND type = $2 AND data->>'file_id' = $3 AND metadata->>'clinic_id' = $4
+		ORDER BY stream_version LIMIT 1`
+	// sqlUnshared pages through SweepUnshared's candidates (index blobs_unshared) by
+	// (completed_at, id), so each is looked at once per sweep whatever happens to it.
+	sqlUnshared = `SELECT id, clinic_id, conversation_id, completed_at FROM blobs
+		WHERE complete AND shared_version IS NULL AND completed_at < $1 AND (completed_at, id) > ($2, $3)
+		ORDER BY completed_at, id LIMIT $4`
+	// sqlDeleteUnshared leaves a blob that got marked since it was looked at.
+	sqlDeleteUnshared = `DELETE FROM blobs WHERE clinic_id = $1 AND id = $2 AND shared_version IS NULL`
 )
+
+// sweepBatch bounds the candidates SweepUnshared reads at once.
+const sweepBatch = 100
 
 // Put streams r into a new blob. It reads chunk by chunk, hashing as it goes, sniffs the
 // content type from the first 512 bytes (what the client claims is not trusted), and fails
@@ -142,7 +168,7 @@ func (s *Store) fill(ctx context.Context, u Upload, r io.Reader) (Info, error) {
 func (s *Store) Stat(ctx context.Context, clinicID, id string) (Info, error) {
 	var i Info
 	err := s.pool.QueryRow(ctx, sqlSelectBlob, clinicID, id).Scan(&i.ID, &i.ClinicID, &i.ConversationID,
-		&i.UploaderID, &i.Name, &i.ContentType, &i.Size, &i.SHA256, &i.Complete, &i.CreatedAt)
+		&i.UploaderID, &i.Name, &i.ContentType, &i.Size, &i.SHA256, &i.Complete, &i.CreatedAt, &i.SharedVersion)
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && !i.Complete) {
 		return Info{}, &domain.Error{Code: domain.CodeNotFound, Message: "no such file"}
 	}
@@ -190,6 +216,109 @@ func (s *Store) SweepIncomplete(ctx context.Context, olderThan time.Time) (int64
 		return 0, fmt.Errorf("blobs: sweep: %w", err)
 	}
 	return tag.RowsAffected(), nil
+}
+
+// MarkShared records that the FileShared event at version of the blob's conversation shared
+// it. It fails with not_found when the blob is gone (or never completed).
+func (s *Store) MarkShared(ctx context.Context, clinicID, id string, version int64) error {
+	tag, err := s.pool.Exec(ctx, sqlMarkShared, clinicID, id, version)
+	if err != nil {
+		return fmt.Errorf("blobs: mark %s shared: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return &domain.Error{Code: domain.CodeNotFound, Message: "no such file"}
+	}
+	return nil
+}
+
+// Confirm returns the version of the FileShared event that shared a complete blob, looking it
+// up in the event store when the blob is not marked yet (the process stopped between the
+// append and MarkShared, or the blob predates the marks) and marking it when found. 0 means no
+// event names the blob, yet or ever.
+func (s *Store) Confirm(ctx context.Context, info Info) (int64, error) {
+	if info.SharedVersion > 0 {
+		return info.SharedVersion, nil
+	}
+	version, err := s.findShared(ctx, info.ClinicID, info.ConversationID, info.ID)
+	if err != nil || version == 0 {
+		return 0, err
+	}
+	if err := s.MarkShared(ctx, info.ClinicID, info.ID, version); err != nil {
+		return 0, err
+	}
+	return version, nil
+}
+
+func (s *Store) findShared(ctx context.Context, clinicID, conversationID, id string) (int64, error) {
+	var version int64
+	err := s.pool.QueryRow(ctx, sqlFindShared, domain.ConversationStream(conversationID),
+		domain.FileShared{}.EventType(), id, clinicID).Scan(&version)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("blobs: find the event sharing %s: %w", id, err)
+	}
+	return version, nil
+}
+
+// Swept counts what SweepUnshared did.
+type Swept struct {
+	Marked  int64 // shared after all: the event exists, the mark was missing
+	Deleted int64 // no message names them
+}
+
+// SweepUnshared settles complete blobs not marked shared whose upload completed before
+// olderThan: each is marked if a FileShared event names it, else deleted with its bytes. Give
+// olderThan a generous margin (an hour): a blob whose append is still in flight has no event
+// yet and would be deleted under it. Candidates are read sweepBatch at a time; counts are
+// returned up to the first error.
+func (s *Store) SweepUnshared(ctx context.Context, olderThan time.Time) (Swept, error) {
+	var out Swept
+	var afterAt time.Time // zero: before every candidate
+	afterID := ""
+	for {
+		type candidate struct {
+			id, clinicID, conversationID string
+			completedAt                  time.Time
+		}
+		rows, err := s.pool.Query(ctx, sqlUnshared, olderThan, afterAt, afterID, sweepBatch)
+		if err != nil {
+			return out, fmt.Errorf("blobs: sweep unshared: %w", err)
+		}
+		batch, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (candidate, error) {
+			var c candidate
+			return c, r.Scan(&c.id, &c.clinicID, &c.conversationID, &c.completedAt)
+		})
+		if err != nil {
+			return out, fmt.Errorf("blobs: sweep unshared: %w", err)
+		}
+		for _, c := range batch {
+			version, err := s.findShared(ctx, c.clinicID, c.conversationID, c.id)
+			if err != nil {
+				return out, err
+			}
+			if version > 0 {
+				switch err := s.MarkShared(ctx, c.clinicID, c.id, version); {
+				case err == nil:
+					out.Marked++
+				case domain.ErrorCode(err) != domain.CodeNotFound: // not_found: deleted meanwhile
+					return out, err
+				}
+				continue
+			}
+			tag, err := s.pool.Exec(ctx, sqlDeleteUnshared, c.clinicID, c.id)
+			if err != nil {
+				return out, fmt.Errorf("blobs: delete unshared %s: %w", c.id, err)
+			}
+			out.Deleted += tag.RowsAffected()
+		}
+		if len(batch) < sweepBatch {
+			return out, nil
+		}
+		last := batch[len(batch)-1]
+		afterAt, afterID = last.completedAt, last.id
+	}
 }
 
 // SanitizeName makes a client-supplied file name safe to store and to send back in a
