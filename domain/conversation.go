@@ -25,9 +25,8 @@ type Conversation struct {
 	Deleted      bool          `json:"deleted,omitempty"`
 	// Version is the stream version of the last event applied.
 	Version int64 `json:"version"`
-	// Files maps each shared file id to the stream version of its FileShared event, so a
-	// download can be checked against the downloader's membership windows.
-	Files map[string]int64 `json:"files,omitempty"`
+	// Shared files are not listed here: the blob store records each file's FileShared
+	// version for downloads, so the state stays the same size however many files a chat has.
 }
 
 // Participant is one person who ever took part in a conversation.
@@ -438,8 +437,7 @@ func (c Conversation) longestStanding(except string) (string, bool) {
 }
 
 // EvolveConversation applies the event stored at version and returns the new state. The
-// participant list is copied when it changes; the Files map is updated in place (the runner
-// always evolves a freshly loaded state, and copying it per file would make replay quadratic).
+// participant list is copied when it changes, never modified in place.
 func EvolveConversation(c Conversation, version int64, e Event) Conversation {
 	c.Version = version
 	switch ev := e.(type) {
@@ -450,11 +448,6 @@ func EvolveConversation(c Conversation, version int64, e Event) Conversation {
 			c.Participants = append(c.Participants, Participant{UserID: id, State: StateActive, Since: version,
 				Windows: []Window{{From: version}}})
 		}
-	case FileShared:
-		if c.Files == nil {
-			c.Files = map[string]int64{}
-		}
-		c.Files[ev.FileID] = version
 	case ParticipantAdded:
 		c.Participants = c.withParticipant(ev.UserID, func(p *Participant) {
 			p.State, p.Since = StateActive, version

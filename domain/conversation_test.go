@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -199,6 +200,21 @@ func TestConversation_MembershipWindows(t *testing.T) {
 			t.Fatal("deleted group still visible")
 		}
 	})
+}
+
+// Shared files are the blob store's to remember (ADR 0009): a FileShared event only moves the
+// version, so the state (snapshotted, decoded on every command) does not grow with each file.
+func TestEvolveConversation_FileSharedOnlyMovesTheVersion(t *testing.T) {
+	before := conversationOf(group())
+	after := EvolveConversation(before, 2, FileShared{MessageID: "m2", SenderID: "ann", FileID: "f1", Name: "x.pdf",
+		Size: 3, ContentType: "application/pdf", SHA256: strings.Repeat("0", 64)})
+	if after.Version != 2 {
+		t.Fatalf("version %d, want 2", after.Version)
+	}
+	after.Version = before.Version
+	if !reflect.DeepEqual(after, before) {
+		t.Fatalf("the state changed beyond its version:\n%+v\n%+v", before, after)
+	}
 }
 
 func TestLeaveGroup_LastMemberLeavingClosesGroup(t *testing.T) {

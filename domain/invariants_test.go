@@ -83,9 +83,6 @@ func TestConversationInvariants_RandomCommands(t *testing.T) {
 
 // normalise makes nil and empty collections compare equal after a JSON round trip.
 func normalise(c Conversation) Conversation {
-	if len(c.Files) == 0 {
-		c.Files = nil
-	}
 	for i := range c.Participants {
 		if len(c.Participants[i].Windows) == 0 {
 			c.Participants[i].Windows = nil

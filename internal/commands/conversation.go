@@ -200,7 +200,8 @@ func messageOf(conversationID string, res eventstore.AppendResult) (Message, err
 
 // ShareFile streams a file into the blob store and posts it as a file message. The
 // conversation is checked before a byte is stored, so a refused sender never uploads 25 MiB
-// for nothing; the size limit is checked while streaming (file_too_large).
+// for nothing; the size limit is checked while streaming (file_too_large). After the append
+// the blob is marked with its FileShared event's version, which is what downloads check.
 func (h *Handler) ShareFile(ctx context.Context, a Actor, conversationID, name, clientMessageID string, r io.Reader) (Message, error) {
 	dir, err := h.loadDirectory(ctx, a.ClinicID)
 	if err != nil {
@@ -224,17 +225,48 @@ func (h *Handler) ShareFile(ctx context.Context, a Actor, conversationID, name, 
 	res, _, err := h.runConversation(ctx, a, conversationID, h.messageCommandID(a, conversationID, clientMessageID), dir,
 		domain.ShareFile{SenderID: a.UserID, FileID: info.ID, Name: info.Name, Size: info.Size,
 			ContentType: info.ContentType, SHA256: info.SHA256, ClientMessageID: clientMessageID})
-	if err != nil || res.Duplicate {
-		// Refused, or a repeat of a file message already sent (whose own file is the one
-		// shared): this upload is not needed.
-		if derr := h.blobs.Delete(context.WithoutCancel(ctx), a.ClinicID, fileID); derr != nil && err == nil {
+	// The request may be gone by now; what follows must still happen.
+	bg := context.WithoutCancel(ctx)
+	if domain.ErrorCode(err) != "" || (err == nil && res.Duplicate) {
+		// Refused (nothing was appended), or a repeat of a file message already sent (whose
+		// own file is the one shared): this upload is not needed. After any other error the
+		// append may have committed; SweepUnshared settles the blob from the store.
+		if derr := h.blobs.Delete(bg, a.ClinicID, fileID); derr != nil && err == nil {
 			err = derr
 		}
 	}
 	if err != nil {
 		return Message{}, err
 	}
-	return messageOf(conversationID, res)
+	m, err := messageOf(conversationID, res)
+	if err != nil {
+		return Message{}, err
+	}
+	h.markShared(bg, a.ClinicID, res)
+	return m, nil
+}
+
+// markShared marks the file of the FileShared event in res (for a repeat: the first run's
+// file, in case that run stopped before marking). The message is sent whatever happens here:
+// a blob left unmarked is marked by its first download or by SweepUnshared, so a failure is
+// only logged. A blob that is gone was swept while its append was in flight, which the sweep's
+// grace period exists to prevent: logged as an error.
+func (h *Handler) markShared(ctx context.Context, clinicID string, res eventstore.AppendResult) {
+	for _, e := range res.Events {
+		ev, ok, err := decode(e)
+		shared, isFile := ev.(domain.FileShared)
+		if err != nil || !ok || !isFile {
+			continue
+		}
+		err = h.blobs.MarkShared(ctx, clinicID, shared.FileID, e.StreamVersion)
+		switch {
+		case domain.ErrorCode(err) == domain.CodeNotFound:
+			h.opts.Log.Error("shared file has no bytes: swept before its append finished",
+				"file_id", shared.FileID, "stream", e.StreamID, "version", e.StreamVersion)
+		case err != nil:
+			h.opts.Log.Warn("mark file shared", "file_id", shared.FileID, "err", err)
+		}
+	}
 }
 
 // simple runs a conversation command that answers only with a position.
@@ -277,7 +309,9 @@ func (h *Handler) DeleteGroup(ctx context.Context, a Actor, conversationID strin
 
 // OpenFile returns a file's description if the caller can see the message that shared it: the
 // file's conversation is of their clinic, not deleted, and the FileShared event falls inside
-// one of their membership windows. Anything else is not_found.
+// one of their membership windows. Anything else (including bytes no message shares) is
+// not_found. The event's version comes from the blob's mark, or from the store when the
+// process that shared it stopped before marking.
 func (h *Handler) OpenFile(ctx context.Context, a Actor, fileID string) (blobs.Info, error) {
 	gone := &domain.Error{Code: domain.CodeNotFound, Message: "no such file"}
 	if !domain.ValidID(fileID) {
@@ -294,8 +328,11 @@ func (h *Handler) OpenFile(ctx context.Context, a Actor, fileID string) (blobs.I
 		}
 		return blobs.Info{}, err
 	}
-	version, shared := conv.Files[fileID]
-	if !shared || !conv.CanSee(a.UserID, version) {
+	version, err := h.blobs.Confirm(ctx, info)
+	if err != nil {
+		return blobs.Info{}, err
+	}
+	if version == 0 || !conv.CanSee(a.UserID, version) {
 		return blobs.Info{}, gone
 	}
 	return info, nil

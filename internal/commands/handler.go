@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/google/uuid"
@@ -23,6 +24,8 @@ type Options struct {
 	Now func() time.Time
 	// NewID mints ids for groups, files and commands (default: random UUIDs).
 	NewID func() string
+	// Log receives what a command cannot report to its caller (default slog.Default()).
+	Log *slog.Logger
 }
 
 // Handler runs every command of API.md.
@@ -42,6 +45,9 @@ func New(store *eventstore.Store, bs *blobs.Store, opts Options) *Handler {
 	}
 	if opts.NewID == nil {
 		opts.NewID = uuid.NewString
+	}
+	if opts.Log == nil {
+		opts.Log = slog.Default()
 	}
 	return &Handler{store: store, blobs: bs, opts: opts}
 }
@@ -107,7 +113,8 @@ var (
 			}
 			return c, nil
 		},
-		SnapshotVersion: 1,
+		// 2: the Files map left the state (blobs record their FileShared version, ADR 0009).
+		SnapshotVersion: 2,
 	}
 	memberAggregate = eventstore.Aggregate[domain.Member]{
 		Initial: func() domain.Member { return domain.Member{Conversations: map[string]domain.MemberConversation{}} },
