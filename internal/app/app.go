@@ -34,11 +34,14 @@ import (
 	"github.com/huddle-chat/huddle/projections"
 )
 
-// Housekeeping: how long live-feed entries are kept for SSE resumption, and after how long an
-// upload that never completed (a crash mid-upload) is swept.
+// Housekeeping: how long live-feed entries are kept for SSE resumption, after how long an
+// upload that never completed (a crash mid-upload) is swept, and how long after its upload
+// completed a file no message names is settled (ADR 0009). That grace must outlast any
+// append still in flight, which takes milliseconds: an hour is plenty.
 const (
 	liveRetention     = 24 * time.Hour
 	incompleteUpload  = time.Hour
+	unsharedUpload    = time.Hour
 	housekeepingEvery = 10 * time.Minute
 )
 
@@ -99,7 +102,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 	a.Engine.Workers = max(cfg.ProjectionWorkers, 1)
 	a.blobs = blobs.New(a.db.Pool)
 	// ADAPT if internal/commands.New changes: the single line that builds the command handler.
-	cmds := commands.New(a.Store, a.blobs, commands.Options{MaxFileBytes: cfg.MaxFileBytes})
+	cmds := commands.New(a.Store, a.blobs, commands.Options{MaxFileBytes: cfg.MaxFileBytes, Log: log.With("component", "commands")})
 	a.feed = live.NewFeed(a.db.Pool)
 	a.Server = api.New(api.Deps{
 		Logger:       log.With("component", "http"),
@@ -298,6 +301,11 @@ func (a *App) housekeeping(ctx context.Context) {
 			a.log.Warn("sweep incomplete uploads", "err", err)
 		} else if n > 0 {
 			a.log.Info("swept incomplete uploads", "count", n)
+		}
+		if n, err := a.blobs.SweepUnshared(ctx, time.Now().Add(-unsharedUpload)); err != nil && ctx.Err() == nil {
+			a.log.Warn("sweep unshared uploads", "err", err, "marked", n.Marked, "deleted", n.Deleted)
+		} else if n.Marked > 0 || n.Deleted > 0 {
+			a.log.Info("swept unshared uploads", "marked", n.Marked, "deleted", n.Deleted)
 		}
 		select {
 		case <-ctx.Done():
