@@ -119,11 +119,26 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		c.removeSockDir()
 		return nil, err
 	}
-	if err := c.start(ctx, binDir, as, opts); err != nil {
+	for attempt := 1; ; attempt++ {
+		err := c.start(ctx, binDir, as, opts)
+		if err == nil {
+			return c, nil
+		}
+		// After a crash of the postmaster (SIGKILL, OOM), its backends notice and exit within
+		// moments, but until the last one has, PostgreSQL refuses to start on their shared
+		// memory. Give them a few seconds.
+		if attempt < 25 && strings.Contains(err.Error(), "pre-existing shared memory block") && ctx.Err() == nil {
+			c.log.Warn("postgres: a crashed server's processes still hold its shared memory; retrying", "dir", c.dir, "attempt", attempt)
+			select {
+			case <-time.After(200 * time.Millisecond):
+			case <-ctx.Done():
+			}
+			c.exited = make(chan struct{})
+			continue
+		}
 		c.removeSockDir()
 		return nil, err
 	}
-	return c, nil
 }
 
 // URL returns a connection URL for database db on this cluster (unix socket, superuser).
