@@ -58,12 +58,14 @@ type Engine struct {
 	AckWait time.Duration
 	// StatusEvery is how often lag metrics are refreshed (default 5 s).
 	StatusEvery time.Duration
-	// Workers is how many events each projection applies at once on this instance (default
-	// 1, HUDDLE_PROJECTION_WORKERS). The read models stay exact with any number: appliers of
-	// one clinic serialise on its lock, an event that overtakes an earlier one of its stream
-	// fills the gap from the store, and the earlier one is then a skipped duplicate. And
-	// read-your-writes holds too, because a Huddle-Min-Position read waits for the watermark
-	// (everything stored before the caller's write), not for apply order (ADR 0008).
+	// Workers is how many events each projection takes in at once on this instance (default
+	// 1; huddle serve takes HUDDLE_PROJECTION_WORKERS, default 4). With more than one, events
+	// that arrive while a transaction runs are applied together in the next (group.go). The
+	// read models stay exact with any number: appliers of one clinic serialise on its lock,
+	// an event that overtakes an earlier one of its stream fills the gap from the store, and
+	// the earlier one is then a skipped duplicate. Read-your-writes holds too: a
+	// Huddle-Min-Position read waits for the watermark (everything stored before the caller's
+	// write), not for apply order (ADR 0008).
 	Workers int
 	// Bootstrap (default true) makes Run rebuild, before consuming, any projection that has
 	// applied nothing while the store holds events: JetStream's retention may no longer reach
@@ -73,6 +75,9 @@ type Engine struct {
 	running atomic.Bool
 	waiters waiters
 	marks   watermarks
+	// groups gathers concurrent workers' events into shared transactions (set by Run when
+	// Workers > 1; see group.go).
+	groups map[string]*grouper
 
 	mu       sync.Mutex
 	failures map[string]int // event id → failures so far
@@ -131,6 +136,12 @@ func (e *Engine) Run(ctx context.Context) error {
 	}
 	defer nc.Close()
 	e.notifier = live.NewNotifier(nc, e.log)
+	if e.Workers > 1 {
+		e.groups = map[string]*grouper{}
+		for _, p := range projections {
+			e.groups[p.name] = &grouper{e: e, p: p}
+		}
+	}
 	var subs []message.Subscriber
 	defer func() {
 		for _, s := range subs {
@@ -217,7 +228,7 @@ func (e *Engine) handler(p *projection) message.NoPublishHandlerFunc {
 		if !p.handles(ev.StreamID) {
 			return nil
 		}
-		if err := e.applyLive(ctx, p, ev); err != nil {
+		if err := e.applyOne(ctx, p, ev); err != nil {
 			if transient(err) || ctx.Err() != nil {
 				// Database down, a deadlock, a schema not migrated yet: retry until it works, but
 				// back off so a persistent failure does not spin (a nack redelivers at once).
@@ -248,6 +259,17 @@ func (e *Engine) handler(p *projection) message.NoPublishHandlerFunc {
 		}
 		return nil
 	}
+}
+
+// applyOne applies a delivered event: in a group with other workers' events when there are
+// several workers, alone when there is one or when its group failed.
+func (e *Engine) applyOne(ctx context.Context, p *projection, ev eventstore.RecordedEvent) error {
+	if g := e.groups[p.name]; g != nil {
+		if err := g.apply(ctx, ev); !errors.Is(err, errGroupFailed) {
+			return err
+		}
+	}
+	return e.applyLive(ctx, p, ev)
 }
 
 // applyLive applies one delivered event (and any of its stream's events it finds missing) in

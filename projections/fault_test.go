@@ -2,6 +2,7 @@ package projections
 
 import (
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 
@@ -60,77 +61,77 @@ func checkFaultScenario(e *env) {
 }
 
 func TestFault_DuplicateDelivery(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	conv, member := faultScenario(e)
-	e.deliver(conv...)
-	e.deliver(conv...)
-	e.deliver(member...)
-	e.deliver(member[1], member[0], conv[3])
-	e.run()
-	e.settle()
-	// The duplicates may be consumed after settle returns; wait until all were seen.
-	checkFaultScenario(e)
-	e.requireSameAsRebuild()
+	eachWorkers(t, func(t *testing.T, e *env) {
+		conv, member := faultScenario(e)
+		e.deliver(conv...)
+		e.deliver(conv...)
+		e.deliver(member...)
+		e.deliver(member[1], member[0], conv[3])
+		e.run()
+		e.settle()
+		// The duplicates may be consumed after settle returns; wait until all were seen.
+		checkFaultScenario(e)
+		e.requireSameAsRebuild()
+	})
 }
 
 func TestFault_OutOfOrder(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	conv, member := faultScenario(e)
-	// Member choices before the conversation exists; messages before the start.
-	e.deliver(member[1], conv[4], conv[1], member[0], conv[0], conv[6], conv[2], conv[5], conv[3])
-	e.run()
-	e.settle()
-	checkFaultScenario(e)
-	e.requireSameAsRebuild()
+	eachWorkers(t, func(t *testing.T, e *env) {
+		conv, member := faultScenario(e)
+		// Member choices before the conversation exists; messages before the start.
+		e.deliver(member[1], conv[4], conv[1], member[0], conv[0], conv[6], conv[2], conv[5], conv[3])
+		e.run()
+		e.settle()
+		checkFaultScenario(e)
+		e.requireSameAsRebuild()
+	})
 }
 
 func TestFault_GapFilledFromStore(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	conv, member := faultScenario(e)
-	// JetStream lost everything but the first and last events of each stream.
-	e.deliver(conv[0], conv[6], member[1])
-	e.run()
-	e.settle()
-	if got := counterValue(t, e.engine.m.gaps.WithLabelValues(Inbox)); got < 2 {
-		t.Errorf("gaps filled = %v, want >= 2", got)
-	}
-	checkFaultScenario(e)
-	e.requireSameAsRebuild()
+	eachWorkers(t, func(t *testing.T, e *env) {
+		conv, member := faultScenario(e)
+		// JetStream lost everything but the first and last events of each stream.
+		e.deliver(conv[0], conv[6], member[1])
+		e.run()
+		e.settle()
+		if got := counterValue(t, e.engine.m.gaps.WithLabelValues(Inbox)); got < 2 {
+			t.Errorf("gaps filled = %v, want >= 2", got)
+		}
+		checkFaultScenario(e)
+		e.requireSameAsRebuild()
+	})
 }
 
 // A projector that dies after its transaction committed but before the ack gets the message
 // again; the checkpoint makes the second delivery a no-op.
 func TestFault_KilledBetweenCommitAndAck(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	var mu sync.Mutex
-	seen := map[string]bool{}
-	e.engine.afterCommit = func(p string, ev eventstore.RecordedEvent) error {
-		mu.Lock()
-		defer mu.Unlock()
-		k := p + ev.EventID
-		if seen[k] {
-			return nil
+	eachWorkers(t, func(t *testing.T, e *env) {
+		var mu sync.Mutex
+		seen := map[string]bool{}
+		e.engine.afterCommit = func(p string, ev eventstore.RecordedEvent) error {
+			mu.Lock()
+			defer mu.Unlock()
+			k := p + ev.EventID
+			if seen[k] {
+				return nil
+			}
+			seen[k] = true
+			return errors.New("simulated crash before ack")
 		}
-		seen[k] = true
-		return errors.New("simulated crash before ack")
-	}
-	conv, member := faultScenario(e)
-	e.deliver(conv...)
-	e.deliver(member...)
-	e.run()
-	e.settle()
-	checkFaultScenario(e)
-	e.requireSameAsRebuild()
-	mu.Lock()
-	n := len(seen)
-	mu.Unlock()
-	if n == 0 {
-		t.Fatal("the crash hook never ran")
-	}
+		conv, member := faultScenario(e)
+		e.deliver(conv...)
+		e.deliver(member...)
+		e.run()
+		e.settle()
+		checkFaultScenario(e)
+		e.requireSameAsRebuild()
+		mu.Lock()
+		n := len(seen)
+		mu.Unlock()
+		if n == 0 {
+			t.Fatal("the crash hook never ran")
+		}
+	})
 }
 
 func counterValue(t *testing.T, c prometheus.Counter) float64 {
@@ -157,40 +158,54 @@ func TestBootstrap_EmptyReadModelsOverAnOldStore(t *testing.T) {
 
 // The live feed gets each event once per user who can see it, whatever NATS delivers.
 func TestLiveFeed_OncePerVisibleEvent(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	conv, member := faultScenario(e)
-	e.deliver(conv[3])
-	e.deliver(conv...)
-	e.deliver(member...)
-	e.run()
-	e.settle()
-	rows, err := e.pool.Query(e.ctx, `SELECT kind, coalesce(body->>'id', '') FROM live_feed WHERE user_id = 'u3' ORDER BY seq`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for rows.Next() {
-		var kind, id string
-		if err := rows.Scan(&kind, &id); err != nil {
+	eachWorkers(t, func(t *testing.T, e *env) {
+		conv, member := faultScenario(e)
+		e.deliver(conv[3])
+		e.deliver(conv...)
+		e.deliver(member...)
+		e.run()
+		e.settle()
+		rows, err := e.pool.Query(e.ctx, `SELECT kind, coalesce(body->>'id', '') FROM live_feed WHERE user_id = 'u3' ORDER BY seq`)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if kind == "message" {
-			got = append(got, id)
+		var got []string
+		for rows.Next() {
+			var kind, id string
+			if err := rows.Scan(&kind, &id); err != nil {
+				t.Fatal(err)
+			}
+			if kind == "message" {
+				got = append(got, id)
+			}
 		}
-	}
-	rows.Close()
-	if len(got) != 5 || got[0] != "m1" || got[1] != "m2" || got[4] != "m4" {
-		t.Errorf("u3's live messages: %v, want m1 m2 <left> <added> m4", got)
-	}
-	// Started, u3 left, u3 added back, muted, read: five summaries, plus one with each text
-	// message (its last message and unread count changed), even with every conversation
-	// event delivered twice.
-	texts := e.count(`SELECT count(*) FROM live_feed WHERE user_id = 'u2' AND kind = 'message' AND body->>'kind' = 'text'`)
-	if texts != 4 {
-		t.Errorf("u2 got %d text message entries, want 4", texts)
-	}
-	if n := e.count(`SELECT count(*) FROM live_feed WHERE user_id = 'u2' AND kind = 'conversation'`); n != 5+texts {
-		t.Errorf("u2 got %d conversation entries, want %d", n, 5+texts)
+		rows.Close()
+		if len(got) != 5 || got[0] != "m1" || got[1] != "m2" || got[4] != "m4" {
+			t.Errorf("u3's live messages: %v, want m1 m2 <left> <added> m4", got)
+		}
+		// Started, u3 left, u3 added back, muted, read: five summaries, plus one with each text
+		// message (its last message and unread count changed), even with every conversation
+		// event delivered twice.
+		texts := e.count(`SELECT count(*) FROM live_feed WHERE user_id = 'u2' AND kind = 'message' AND body->>'kind' = 'text'`)
+		if texts != 4 {
+			t.Errorf("u2 got %d text message entries, want 4", texts)
+		}
+		if n := e.count(`SELECT count(*) FROM live_feed WHERE user_id = 'u2' AND kind = 'conversation'`); n != 5+texts {
+			t.Errorf("u2 got %d conversation entries, want %d", n, 5+texts)
+		}
+	})
+}
+
+// eachWorkers runs a fault test with one worker per projection (events applied one at a time)
+// and with four (concurrent deliveries applied in group transactions, see group.go).
+func eachWorkers(t *testing.T, test func(t *testing.T, e *env)) {
+	t.Parallel()
+	for _, workers := range []int{1, 4} {
+		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			e.engine.Workers = workers
+			test(t, e)
+		})
 	}
 }

@@ -184,9 +184,14 @@ func propertySteps() int {
 // JetStream → projectors) equal the ones rebuilt from the store, table by table.
 func TestProperty_LiveEqualsRebuild(t *testing.T) {
 	t.Parallel()
-	for _, seed := range []uint64{1, 2} {
-		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
+	for _, c := range []struct {
+		seed    uint64
+		workers int
+	}{{1, 1}, {2, 1}, {3, 4}} {
+		seed := c.seed
+		t.Run(fmt.Sprintf("seed%d/workers=%d", seed, c.workers), func(t *testing.T) {
 			e := newEnv(t)
+			e.engine.Workers = c.workers
 			e.relay()
 			e.run()
 			w := newWorld(e, seed)
