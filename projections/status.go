@@ -8,13 +8,13 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/huddle-chat/huddle/eventstore"
 	sharedmetrics "github.com/huddle-chat/huddle/internal/metrics"
 )
 
 type metrics struct {
 	applied, duplicates, gaps, poison *prometheus.CounterVec
 	position, lagEvents, lagSeconds   *prometheus.GaugeVec
+	watermark                         *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -33,6 +33,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Events in the store for this projection beyond its highest applied position (capped)."}, []string{"projection"}),
 		lagSeconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "huddle_projection_lag_seconds",
 			Help: "Age of the oldest event this projection has not applied yet; 0 when caught up."}, []string{"projection"}),
+		watermark: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "huddle_projection_watermark_position",
+			Help: "Global position up to which a projection has applied everything; Huddle-Min-Position reads wait for it (ADR 0008)."}, []string{"projection"}),
 	}
 	// A second engine on one registry (tests) shares the first one's collectors.
 	m.applied = sharedmetrics.Register(reg, m.applied)
@@ -42,6 +44,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.position = sharedmetrics.Register(reg, m.position)
 	m.lagEvents = sharedmetrics.Register(reg, m.lagEvents)
 	m.lagSeconds = sharedmetrics.Register(reg, m.lagSeconds)
+	m.watermark = sharedmetrics.Register(reg, m.watermark)
 	return m
 }
 
@@ -57,6 +60,9 @@ type Status struct {
 	LagEvents  int64   `json:"lag_events"`
 	LagSeconds float64 `json:"lag_seconds"`
 	Poisoned   int64   `json:"poisoned"`
+	// Watermark is the global position up to which everything is applied (ADR 0008):
+	// Huddle-Min-Position reads wait for it. Far behind Position means one stream is stuck.
+	Watermark int64 `json:"watermark_position"`
 }
 
 const lagCap = 1_000_000
@@ -80,8 +86,22 @@ const sqlStatus = `WITH cp AS (
 		(SELECT count(*) FROM projection_poison WHERE projection = $1)
 	FROM cp, lag`
 
-// Status reports every projection's position and lag.
-func (e *Engine) Status(ctx context.Context) ([]Status, error) { return status(ctx, e.pool) }
+// Status reports every projection's position, lag and (advanced as far as it goes now)
+// watermark.
+func (e *Engine) Status(ctx context.Context) ([]Status, error) {
+	st, err := status(ctx, e.pool)
+	if err != nil {
+		return nil, err
+	}
+	for i := range st {
+		mark, err := e.Watermark(ctx, st[i].Name)
+		if err != nil {
+			return nil, err
+		}
+		st[i].Watermark = mark.Position
+	}
+	return st, nil
+}
 
 func status(ctx context.Context, q queryRower) ([]Status, error) {
 	out := make([]Status, 0, len(projections))
@@ -106,15 +126,10 @@ func (e *Engine) refreshLoop(ctx context.Context) {
 				e.m.position.WithLabelValues(s.Name).Set(float64(s.Position))
 				e.m.lagEvents.WithLabelValues(s.Name).Set(float64(s.LagEvents))
 				e.m.lagSeconds.WithLabelValues(s.Name).Set(s.LagSeconds)
+				e.m.watermark.WithLabelValues(s.Name).Set(float64(s.Watermark))
 			}
 		} else if ctx.Err() == nil {
 			e.log.Warn("projection: status refresh failed", "err", err)
-		}
-		// Keep the read-your-writes watermarks close, so a waiting read walks few events.
-		for _, p := range projections {
-			if err := e.advanceWatermark(ctx, p, eventstore.Checkpoint{}); err != nil && ctx.Err() == nil {
-				e.log.Warn("projection: watermark refresh failed", "projection", p.name, "err", err)
-			}
 		}
 		select {
 		case <-ctx.Done():

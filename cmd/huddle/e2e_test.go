@@ -170,6 +170,23 @@ func (s *server) run(args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
+// command returns the binary's command for args, with the server's environment.
+func (s *server) command(args ...string) *exec.Cmd {
+	cmd := exec.Command(s.bin, args...)
+	cmd.Env = s.env
+	return cmd
+}
+
+// runCombined runs the binary and returns stdout and stderr together (progress goes to stderr).
+func (s *server) runCombined(args ...string) string {
+	s.t.Helper()
+	out, err := s.command(args...).CombinedOutput()
+	if err != nil {
+		s.t.Fatalf("huddle %v: %v\n%s", args, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
 type response struct {
 	status int
 	header http.Header

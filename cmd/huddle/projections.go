@@ -27,7 +27,8 @@ with the server running (readers see the old tables until the swap; live project
 from the rebuilt checkpoints) or stopped. Progress goes to stderr: a bar with events/s and ETA
 on a terminal, a plain line every few seconds otherwise.
 
-status prints each projection's position and lag (events and seconds behind the store).`,
+status prints each projection's position, its read-your-writes watermark (everything up to it is
+applied; Huddle-Min-Position reads wait for it), and its lag (events and seconds behind the store).`,
 		Run: projectionsCmd,
 	})
 }
@@ -114,13 +115,13 @@ func printStatus(ctx context.Context, e *projections.Engine, asJSON bool) error 
 		enc.SetIndent("", "  ")
 		return enc.Encode(st)
 	}
-	fmt.Fprintf(stdout, "%-12s %12s %8s %12s %10s %8s  %s\n", "PROJECTION", "POSITION", "STREAMS", "LAG_EVENTS", "LAG_SECS", "POISON", "LAST_EVENT")
+	fmt.Fprintf(stdout, "%-12s %12s %12s %8s %12s %10s %8s  %s\n", "PROJECTION", "POSITION", "WATERMARK", "STREAMS", "LAG_EVENTS", "LAG_SECS", "POISON", "LAST_EVENT")
 	for _, s := range st {
 		last := "-"
 		if s.LastEventAt != nil {
 			last = s.LastEventAt.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(stdout, "%-12s %12d %8d %12d %10.1f %8d  %s\n", s.Name, s.Position, s.Streams, s.LagEvents, s.LagSeconds, s.Poisoned, last)
+		fmt.Fprintf(stdout, "%-12s %12d %12d %8d %12d %10.1f %8d  %s\n", s.Name, s.Position, s.Watermark, s.Streams, s.LagEvents, s.LagSeconds, s.Poisoned, last)
 	}
 	return nil
 }
