@@ -19,15 +19,7 @@ import (
 func TestCLI_TailAndAuditBesideARunningServer(t *testing.T) {
 	s := newServer(t)
 	s.start()
-	admin := s.run("token", "--user", "admin-1", "--clinic", "clinic-1", "--role", "admin")
-	alice := s.run("token", "--user", "u-alice", "--clinic", "clinic-1", "--role", "staff")
-	s.expect(http.StatusOK, "PUT", "/v1/admin/rooms/room-1", admin, `{"name":"Front desk"}`)
-	for _, u := range []string{"u-alice", "u-bob"} {
-		s.expect(http.StatusOK, "PUT", "/v1/admin/users/"+u, admin, `{"name":"`+u+`","email":"`+u+`@example.com"}`)
-		s.expect(http.StatusNoContent, "PUT", "/v1/admin/rooms/room-1/members/"+u, admin, "")
-	}
-	var conv struct{ ID string }
-	s.expect(http.StatusCreated, "POST", "/v1/conversations", alice, `{"participant_ids":["u-bob"]}`).json(t, &conv)
+	alice, _, conv := s.directChat()
 	s.expect(http.StatusCreated, "POST", "/v1/conversations/"+conv.ID+"/messages", alice, `{"text":"first"}`)
 
 	// Follow from the beginning in the background: "first" comes from history, later ones
@@ -137,6 +129,22 @@ func TestCLI_TailAndAuditBesideARunningServer(t *testing.T) {
 	}
 }
 
+// directChat sets up clinic-1 with u-alice and u-bob in one waiting room and starts their
+// direct chat; it returns their tokens and the chat.
+func (s *server) directChat() (alice, bob string, conv struct{ ID string }) {
+	s.t.Helper()
+	admin := s.run("token", "--user", "admin-1", "--clinic", "clinic-1", "--role", "admin")
+	alice = s.run("token", "--user", "u-alice", "--clinic", "clinic-1", "--role", "staff")
+	bob = s.run("token", "--user", "u-bob", "--clinic", "clinic-1", "--role", "staff")
+	s.expect(http.StatusOK, "PUT", "/v1/admin/rooms/room-1", admin, `{"name":"Front desk"}`)
+	for _, u := range []string{"u-alice", "u-bob"} {
+		s.expect(http.StatusOK, "PUT", "/v1/admin/users/"+u, admin, `{"name":"`+u+`","email":"`+u+`@example.com"}`)
+		s.expect(http.StatusNoContent, "PUT", "/v1/admin/rooms/room-1/members/"+u, admin, "")
+	}
+	s.expect(http.StatusCreated, "POST", "/v1/conversations", alice, `{"participant_ids":["u-bob"]}`).json(s.t, &conv)
+	return alice, bob, conv
+}
+
 func TestBench_MeasuresARunningServer(t *testing.T) {
 	s := newServer(t)
 	s.start()
@@ -157,16 +165,7 @@ func TestBench_MeasuresARunningServer(t *testing.T) {
 func TestCLI_ProjectionsStatusAndRebuild(t *testing.T) {
 	s := newServer(t)
 	s.start()
-	admin := s.run("token", "--user", "admin-1", "--clinic", "clinic-1", "--role", "admin")
-	alice := s.run("token", "--user", "u-alice", "--clinic", "clinic-1", "--role", "staff")
-	bob := s.run("token", "--user", "u-bob", "--clinic", "clinic-1", "--role", "staff")
-	s.expect(http.StatusOK, "PUT", "/v1/admin/rooms/room-1", admin, `{"name":"Front desk"}`)
-	for _, u := range []string{"u-alice", "u-bob"} {
-		s.expect(http.StatusOK, "PUT", "/v1/admin/users/"+u, admin, `{"name":"`+u+`","email":"`+u+`@example.com"}`)
-		s.expect(http.StatusNoContent, "PUT", "/v1/admin/rooms/room-1/members/"+u, admin, "")
-	}
-	var conv struct{ ID string }
-	s.expect(http.StatusCreated, "POST", "/v1/conversations", alice, `{"participant_ids":["u-bob"]}`).json(t, &conv)
+	alice, bob, conv := s.directChat()
 	var pos string
 	for _, text := range []string{"one", "two", "three"} {
 		pos = s.expect(http.StatusCreated, "POST", "/v1/conversations/"+conv.ID+"/messages", alice, `{"text":"`+text+`"}`).header.Get("Huddle-Position")

@@ -63,17 +63,7 @@ func TestShareFile_MarksTheBlobWithItsEventVersion(t *testing.T) {
 func TestOpenFile_BlobNeverMarkedFollowsTheSameRules(t *testing.T) {
 	t.Parallel()
 	f := setup(t, Options{})
-	g, err := f.h.StartConversation(f.ctx, actor("ann"), []string{"bob", "cat"}, ptr("Ward"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := f.h.LeaveGroup(f.ctx, actor("cat"), g.ID); err != nil {
-		t.Fatal(err)
-	}
-	m, err := f.h.ShareFile(f.ctx, actor("bob"), g.ID, "scan.txt", "", strings.NewReader("hello file"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	g, m := wardWithFile(t, f)
 	want := f.fileSharedVersion(t, g.ID, m.File.ID)
 	for _, who := range []Actor{actor("cat"), actor("dan"), {UserID: "ann", ClinicID: "c2"}} {
 		f.unmark(t, m.File.ID)

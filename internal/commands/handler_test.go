@@ -188,8 +188,10 @@ func TestConversation_OtherClinicIsNotFound(t *testing.T) {
 	}
 }
 
-func TestOpenFile_OnlyForThoseWhoSawItShared(t *testing.T) {
-	f := setup(t, Options{})
+// wardWithFile starts group "Ward" of ann, bob and cat; cat leaves; then bob shares a file
+// ("hello file"), which ann and bob saw shared and cat did not.
+func wardWithFile(t *testing.T, f fixture) (Conversation, Message) {
+	t.Helper()
 	g, err := f.h.StartConversation(f.ctx, actor("ann"), []string{"bob", "cat"}, ptr("Ward"))
 	if err != nil {
 		t.Fatal(err)
@@ -201,6 +203,12 @@ func TestOpenFile_OnlyForThoseWhoSawItShared(t *testing.T) {
 	if err != nil || m.Kind != "file" || m.File.Size != 10 {
 		t.Fatalf("share: %+v %v", m, err)
 	}
+	return g, m
+}
+
+func TestOpenFile_OnlyForThoseWhoSawItShared(t *testing.T) {
+	f := setup(t, Options{})
+	g, m := wardWithFile(t, f)
 	info, err := f.h.OpenFile(f.ctx, actor("ann"), m.File.ID)
 	if err != nil {
 		t.Fatalf("ann saw it shared: %v", err)
