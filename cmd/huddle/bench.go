@@ -218,7 +218,9 @@ func bench(ctx context.Context, args []string) error {
 			}
 			fmt.Fprintf(stderr, "  projections still catching up after %v\n", time.Since(caught).Round(time.Second))
 		}
-		fmt.Fprintf(stdout, "projections caught up with the send phase %v after it ended\n", time.Since(caught).Round(time.Millisecond))
+		behind := time.Since(caught)
+		fmt.Fprintf(stdout, "projections caught up with the send phase %v after it ended: %.0f messages/s projected (sent, over the send phase plus that)\n",
+			behind.Round(time.Millisecond), float64(sent.Load())/(elapsed+behind).Seconds())
 		var visible []time.Duration
 		for n := 0; n < *reads && ctx.Err() == nil; n++ {
 			t0 := time.Now()
