@@ -59,7 +59,7 @@ type Engine struct {
 	// StatusEvery is how often lag metrics are refreshed (default 5 s).
 	StatusEvery time.Duration
 	// Workers is how many events each projection takes in at once on this instance (default
-	// 1; huddle serve takes HUDDLE_PROJECTION_WORKERS, default 4). With more than one, events
+	// 1; huddle serve takes HUDDLE_PROJECTION_WORKERS, default 8). With more than one, events
 	// that arrive while a transaction runs are applied together in the next (group.go). The
 	// read models stay exact with any number: appliers of one clinic serialise on its lock,
 	// an event that overtakes an earlier one of its stream fills the gap from the store, and

@@ -40,7 +40,7 @@ var Vars = []Var{
 	{"HUDDLE_STREAM_MAX_BYTES", "10737418240", "Size cap of the HUDDLE_EVENTS stream in bytes (-1: none)."},
 	{"HUDDLE_STREAM_REPLICAS", "1", "Replicas of HUDDLE_EVENTS (3 on a three-node NATS cluster)."},
 	{"HUDDLE_MAX_FILE_BYTES", "26214400", "Largest file upload in bytes (25 MiB)."},
-	{"HUDDLE_PROJECTION_WORKERS", "4", "Events each projection takes in at once on this instance (1–8); events that arrive together are applied in one transaction, and read-your-writes holds with any number (ADR 0008)."},
+	{"HUDDLE_PROJECTION_WORKERS", "8", "Events each projection takes in at once on this instance (1–32); events that arrive together are applied in one transaction, and read-your-writes holds with any number (ADR 0008)."},
 	{"HUDDLE_LOG_LEVEL", "info", "debug, info, warn or error."},
 	{"HUDDLE_SHUTDOWN_TIMEOUT", "20s", "How long a graceful shutdown may take before connections are cut."},
 }
@@ -180,9 +180,9 @@ func load(getenv func(string) string) (Config, error) {
 	c.StreamReplicas = int(replicas)
 	parseInt("HUDDLE_MAX_FILE_BYTES", strconv.Itoa(25<<20), 1, &c.MaxFileBytes)
 	var workers int64
-	parseInt("HUDDLE_PROJECTION_WORKERS", "4", 1, &workers)
-	if workers > 8 {
-		bad("HUDDLE_PROJECTION_WORKERS", strconv.FormatInt(workers, 10), "want 1 to 8")
+	parseInt("HUDDLE_PROJECTION_WORKERS", "8", 1, &workers)
+	if workers > 32 {
+		bad("HUDDLE_PROJECTION_WORKERS", strconv.FormatInt(workers, 10), "want 1 to 32")
 	}
 	c.ProjectionWorkers = int(workers)
 	parseDuration("HUDDLE_SHUTDOWN_TIMEOUT", "20s", &c.ShutdownTimeout)
