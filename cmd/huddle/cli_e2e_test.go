@@ -116,6 +116,10 @@ func TestCLI_TailAndAuditBesideARunningServer(t *testing.T) {
 	if got := s.run("audit", "verify"); !strings.HasPrefix(got, "ok:") {
 		t.Fatalf("audit verify: %s", got)
 	}
+	// Against the feed: every event the relay published is in the store as published.
+	if got := s.run("audit", "verify", "--feed"); !strings.Contains(got, "ok: feed, ") || strings.Contains(got, "FEED ") {
+		t.Fatalf("audit verify --feed: %s", got)
+	}
 	// Another clinic's auditor learns nothing.
 	cmd := exec.Command(s.bin, "audit", "state", "--clinic", "clinic-2", "--conversation", conv.ID)
 	cmd.Env = s.env
