@@ -38,7 +38,8 @@ const verifySQL = `SELECT e.stream_id, e.stream_version, e.event_id::text, e.typ
 // Verify recomputes streamID's hash chain from the stored rows and reports the first version
 // that does not match: changed data, metadata or any hashed field, a broken link, or a missing
 // version. (Removing a stream's newest events together with nothing else cannot be seen from
-// the stream alone; the hashes published with every event let integrators anchor the head.)
+// the stream alone; the hashes published with every event let integrators anchor the head, and
+// audit.VerifyFeed checks the store against the JetStream feed.)
 func (s *Store) Verify(ctx context.Context, streamID string) (VerifyResult, error) {
 	rows, err := s.pool.Query(ctx, verifySQL+` WHERE e.stream_id = $1 ORDER BY e.stream_version`, streamID)
 	if err != nil {
