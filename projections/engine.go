@@ -1,11 +1,13 @@
 package projections
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -269,23 +271,7 @@ func (e *Engine) applyOne(ctx context.Context, p *projection, ev eventstore.Reco
 			return err
 		}
 	}
-	return e.applyLive(ctx, p, ev)
-}
-
-// applyLive applies one delivered event (and any of its stream's events it finds missing) in
-// one transaction, then wakes WaitFor callers.
-func (e *Engine) applyLive(ctx context.Context, p *projection, ev eventstore.RecordedEvent) error {
-	applied, last, err := e.applyStream(ctx, p, ev)
-	if err != nil {
-		return err
-	}
-	if applied == 0 {
-		e.m.duplicates.WithLabelValues(p.name).Inc()
-		return nil
-	}
-	e.m.applied.WithLabelValues(p.name).Add(float64(applied))
-	e.waiters.notify(p.name, ev.StreamID, last.StreamVersion)
-	return nil
+	return e.applyEvents(ctx, p, []eventstore.RecordedEvent{ev})
 }
 
 const (
@@ -299,84 +285,157 @@ const (
 	sqlCheckpoint = `SELECT coalesce((SELECT version FROM projection_checkpoints WHERE projection = $1 AND stream_id = $2), 0)`
 )
 
-// applyStream runs the per-stream protocol in one transaction: lock the stream's checkpoint
-// row, skip a duplicate, fill a gap from the store, apply, advance the checkpoint, commit.
-// It returns how many events it applied and the last one.
-func (e *Engine) applyStream(ctx context.Context, p *projection, ev eventstore.RecordedEvent) (int, eventstore.RecordedEvent, error) {
+// applyEvents applies delivered events (one, or a group from several workers) in one
+// transaction, by the per-stream protocol: lock each stream's checkpoint row, skip what the
+// stream already has, fill a gap from the store, apply, advance the checkpoint, write the live
+// feed, commit; then wake WaitFor callers.
+func (e *Engine) applyEvents(ctx context.Context, p *projection, delivered []eventstore.RecordedEvent) error {
+	byStream := map[string][]eventstore.RecordedEvent{}
+	clinics := map[int64]bool{}
+	for _, ev := range delivered {
+		byStream[ev.StreamID] = append(byStream[ev.StreamID], ev)
+		clinics[lockKey(p.name+"/clinic:"+clinicOf(ev))] = true
+	}
+	streams := make([]string, 0, len(byStream))
+	for s := range byStream {
+		streams = append(streams, s)
+	}
+	slices.Sort(streams)
+	keys := make([]int64, 0, len(clinics))
+	for k := range clinics {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+
 	tx, err := e.pool.Begin(ctx)
 	if err != nil {
-		return 0, ev, fmt.Errorf("begin: %w", err)
+		return fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
-	// One round trip for the locks and the checkpoint row.
+
+	// One round trip for the locks and the checkpoint rows.
 	//   - Shared: appliers of a projection run concurrently; a rebuild's swap takes it
 	//     exclusively.
-	//   - Exclusive per clinic: the read models' cross-stream updates (a message and a mute, a
-	//     rename and a directory change) are safe in any order but not at the same time, and
-	//     every row an event touches belongs to its clinic. Workers and instances still run in
-	//     parallel across clinics. (The property test catches concurrent appliers of one clinic
-	//     diverging.)
-	//   - The stream's checkpoint row, created if need be and locked.
+	//   - Exclusive per clinic, in key order (two transactions cannot deadlock): the read
+	//     models' cross-stream updates (a message and a mute, a rename and a directory change)
+	//     are safe in any order but not at the same time, and every row an event touches
+	//     belongs to its clinic. Workers and instances still run in parallel across clinics.
+	//     (The property test catches concurrent appliers of one clinic diverging.)
+	//   - Each stream's checkpoint row, created if need be and locked, in stream order.
 	pre := &pgx.Batch{}
 	pre.Queue(sqlLockProjectionShared, lockKey(p.name))
-	pre.Queue(sqlLockProjection, lockKey(p.name+"/clinic:"+clinicOf(ev)))
-	pre.Queue(sqlEnsureCheckpoint, p.name, ev.StreamID)
-	pre.Queue(sqlLockCheckpoint, p.name, ev.StreamID)
-	var version int64
+	for _, k := range keys {
+		pre.Queue(sqlLockProjection, k)
+	}
+	for _, s := range streams {
+		pre.Queue(sqlEnsureCheckpoint, p.name, s)
+		pre.Queue(sqlLockCheckpoint, p.name, s)
+	}
+	versions := make(map[string]int64, len(streams))
 	results := tx.SendBatch(ctx, pre)
-	_, err = results.Exec()
-	if err == nil {
-		_, err = results.Exec()
+	for range 1 + len(keys) {
+		if _, err = results.Exec(); err != nil {
+			break
+		}
 	}
-	if err == nil {
-		_, err = results.Exec()
-	}
-	if err == nil {
-		err = results.QueryRow().Scan(&version)
+	for _, s := range streams {
+		if err != nil {
+			break
+		}
+		if _, err = results.Exec(); err != nil {
+			break
+		}
+		var v int64
+		err = results.QueryRow().Scan(&v)
+		versions[s] = v
 	}
 	if err = errors.Join(err, results.Close()); err != nil {
-		return 0, ev, fmt.Errorf("lock projection and checkpoint: %w", err)
+		return fmt.Errorf("lock projection and checkpoints: %w", err)
 	}
-	if ev.StreamVersion <= version {
-		return 0, ev, nil // duplicate or older redelivery: already applied
-	}
-	events := []eventstore.RecordedEvent{ev}
-	if ev.StreamVersion > version+1 {
-		// A gap: events of this stream never arrived (lost retention, reordering). The store
-		// is the record; read them, and this one, from it.
-		events, err = e.store.ReadStreamIn(ctx, tx, ev.StreamID, version+1, int(ev.StreamVersion-version))
-		if err != nil {
-			return 0, ev, fmt.Errorf("fill gap %s %d..%d: %w", ev.StreamID, version+1, ev.StreamVersion, err)
+
+	// Per stream, what to apply: the delivered events after the checkpoint, or, when they do
+	// not continue it without a hole (lost retention, reordering), everything up to the newest
+	// from the store, which is the record.
+	var apply []eventstore.RecordedEvent
+	lastOf := map[string]eventstore.RecordedEvent{}
+	gaps := 0
+	for _, s := range streams {
+		evs := byStream[s]
+		slices.SortFunc(evs, func(a, b eventstore.RecordedEvent) int { return cmp.Compare(a.StreamVersion, b.StreamVersion) })
+		evs = slices.CompactFunc(evs, func(a, b eventstore.RecordedEvent) bool { return a.StreamVersion == b.StreamVersion })
+		from := versions[s]
+		var fresh []eventstore.RecordedEvent
+		for _, x := range evs {
+			if x.StreamVersion > from {
+				fresh = append(fresh, x)
+			}
 		}
-		if len(events) == 0 || events[len(events)-1].StreamVersion != ev.StreamVersion {
-			return 0, ev, fmt.Errorf("fill gap %s: store returned %d events, want up to version %d", ev.StreamID, len(events), ev.StreamVersion)
+		if len(fresh) == 0 {
+			continue
 		}
-		e.m.gaps.WithLabelValues(p.name).Inc()
-		e.log.Info("projection: filled gap from store", "projection", p.name, "stream", ev.StreamID,
-			"from", version+1, "to", ev.StreamVersion)
+		newest := fresh[len(fresh)-1].StreamVersion
+		if fresh[0].StreamVersion != from+1 || int64(len(fresh)) != newest-from {
+			fresh, err = e.store.ReadStreamIn(ctx, tx, s, from+1, int(newest-from))
+			if err != nil {
+				return fmt.Errorf("fill gap %s %d..%d: %w", s, from+1, newest, err)
+			}
+			if len(fresh) == 0 || fresh[len(fresh)-1].StreamVersion != newest {
+				return fmt.Errorf("fill gap %s: store returned %d events, want up to version %d", s, len(fresh), newest)
+			}
+			gaps++
+			e.log.Info("projection: filled gap from store", "projection", p.name, "stream", s,
+				"from", from+1, "to", newest)
+		}
+		apply = append(apply, fresh...)
+		lastOf[s] = fresh[len(fresh)-1]
 	}
+	dups := 0
+	for _, ev := range delivered {
+		if ev.StreamVersion <= versions[ev.StreamID] {
+			dups++
+		}
+	}
+	if dups > 0 {
+		e.m.duplicates.WithLabelValues(p.name).Add(float64(dups))
+	}
+	if len(apply) == 0 {
+		return nil // all duplicates: nothing to commit
+	}
+	// Store order across streams, as one event at a time would have applied them.
+	slices.SortStableFunc(apply, func(a, b eventstore.RecordedEvent) int { return cmp.Compare(a.Position, b.Position) })
+
 	var b stmts
-	for _, x := range events {
+	for _, x := range apply {
 		if err := p.applyEvent(&b, x); err != nil {
-			return 0, ev, err
+			return err
 		}
 	}
-	last := events[len(events)-1]
-	b.add(sqlSetCheckpoint, p.name, ev.StreamID, last.StreamVersion, last.Position, last.RecordedAt)
+	for _, s := range streams {
+		if last, ok := lastOf[s]; ok {
+			b.add(sqlSetCheckpoint, p.name, s, last.StreamVersion, last.Position, last.RecordedAt)
+		}
+	}
 	if err := b.send(ctx, tx); err != nil {
-		return 0, ev, err
+		return err
 	}
 	var targets []live.Target
 	if p.name == Inbox {
-		if targets, err = appendLive(ctx, tx, events); err != nil {
-			return 0, ev, err
+		if targets, err = appendLive(ctx, tx, apply); err != nil {
+			return err
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return 0, ev, fmt.Errorf("commit: %w", err)
+		return fmt.Errorf("commit: %w", err)
 	}
 	e.notifier.Notify(targets...)
-	return len(events), last, nil
+	e.m.applied.WithLabelValues(p.name).Add(float64(len(apply)))
+	if gaps > 0 {
+		e.m.gaps.WithLabelValues(p.name).Add(float64(gaps))
+	}
+	for s, last := range lastOf {
+		e.waiters.notify(p.name, s, last.StreamVersion)
+	}
+	return nil
 }
 
 // park records an event that keeps failing and advances the stream past it, so the projection

@@ -204,9 +204,7 @@ func readMessageEvent(ctx context.Context, tx pgx.Tx, clinic, conv string, e eve
 	}
 	if rows, err = results.Query(); err == nil {
 		m.parts, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Participant, error) {
-			var conv string
-			var p Participant
-			err := r.Scan(&conv, &p.ID, &p.Name, &p.Email, &p.Role, &p.State)
+			_, p, err := scanParticipant(r)
 			return p, err
 		})
 	}

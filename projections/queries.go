@@ -232,6 +232,12 @@ const sqlParticipants = `SELECT pp.conversation_id, pp.user_id, coalesce(u.name,
 	WHERE pp.clinic_id = $1 AND pp.conversation_id = ANY($2)
 	ORDER BY pp.conversation_id, pp.join_order`
 
+// scanParticipant reads a row of sqlParticipants: the conversation and the participant.
+func scanParticipant(r pgx.Row) (conv string, p Participant, err error) {
+	err = r.Scan(&conv, &p.ID, &p.Name, &p.Email, &p.Role, &p.State)
+	return conv, p, err
+}
+
 // ListOptions filter and page the chat list.
 type ListOptions struct {
 	// Archived selects archived (true) or not archived (false) conversations; nil: both.
@@ -375,9 +381,8 @@ func (q *Queries) fillParticipants(ctx context.Context, clinicID, userID string,
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var conv string
-		var p Participant
-		if err := rows.Scan(&conv, &p.ID, &p.Name, &p.Email, &p.Role, &p.State); err != nil {
+		conv, p, err := scanParticipant(rows)
+		if err != nil {
 			return fmt.Errorf("participants: %w", err)
 		}
 		addParticipant(&sums[index[conv]], p, userID)
