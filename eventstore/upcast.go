@@ -75,3 +75,7 @@ func (u *Upcasters) upcast(e *RecordedEvent) error {
 		e.SchemaVersion++
 	}
 }
+
+// Upcast brings e, read by the caller's own query, to its type's latest schema version, as
+// every read of the store does. Upcasting depends on the type, schema version and data only.
+func (s *Store) Upcast(e *RecordedEvent) error { return s.upcasters.upcast(e) }

@@ -41,6 +41,8 @@ type EventReader interface {
 	ReadStream(ctx context.Context, streamID string, fromVersion int64, limit int) ([]eventstore.RecordedEvent, error)
 	ReadStreamIn(ctx context.Context, q eventstore.Querier, streamID string, fromVersion int64, limit int) ([]eventstore.RecordedEvent, error)
 	ReadAllIn(ctx context.Context, q eventstore.Querier, after eventstore.Checkpoint, limit int) ([]eventstore.RecordedEvent, error)
+	// Upcast brings an event read by a query of our own to its type's latest schema version.
+	Upcast(e *eventstore.RecordedEvent) error
 }
 
 // poisonAfter is how many times an event may fail with a non-transient error before it is
