@@ -152,7 +152,10 @@ func TestSubscriber_DurableResumesAfterLastAck(t *testing.T) {
 
 	subscribe := func() (message.Subscriber, <-chan *message.Message) {
 		t.Helper()
-		sub, err := NewSubscriber(b.ClientURL(), "test_projector", 30*time.Second, watermill.NopLogger{})
+		// A short ack wait: the closed subscriber's UNSUB may reach the server after the next
+		// publish, which then goes to it, is dropped unacked, and comes back only when the ack
+		// wait expires. With 30 s that raced receive's own 30 s timeout.
+		sub, err := NewSubscriber(b.ClientURL(), "test_projector", 2*time.Second, watermill.NopLogger{})
 		if err != nil {
 			t.Fatal(err)
 		}
