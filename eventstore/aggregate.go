@@ -22,13 +22,13 @@ type Aggregate[S any] struct {
 	// SnapshotEvery is how many events may follow the stored snapshot before Execute writes a
 	// new one (default 100).
 	SnapshotEvery int
-	// MaxAttempts bounds Execute's load-decide-append attempts on version conflicts (default 5).
+	// MaxAttempts bounds Execute's load-decide-append attempts on version conflicts (default:
+	// none; attempts go on until the context's deadline).
 	MaxAttempts int
 }
 
 const (
 	defaultSnapshotEvery = 100
-	defaultMaxAttempts   = 5
 	loadPage             = 1000
 )
 
@@ -83,24 +83,29 @@ func load[S any](ctx context.Context, s *Store, streamID string, a Aggregate[S])
 // Execute runs one command against streamID: if commandID was appended before it returns that
 // first result (Duplicate) without calling decide; otherwise it loads the state, calls decide,
 // and appends what decide returned expecting the version it loaded. On a version conflict it
-// starts over, up to Aggregate.MaxAttempts times with a short jittered pause, then returns the
-// *ErrWrongExpectedVersion. decide's own errors come back unwrapped. When decide returns no
+// starts over with a short jittered pause, until ctx's deadline (10 s when it has none) or
+// Aggregate.MaxAttempts attempts when that is set; then it returns ErrBusy (wrapping the last
+// *ErrWrongExpectedVersion). decide's own errors come back unwrapped. When decide returns no
 // events nothing is appended and the result carries the current version (FirstVersion =
 // LastVersion + 1, no Events).
+//
+// Execute suits streams written now and then (a clinic's directory, a member's settings); a
+// conversation's commands go through a Sequencer, which holds the state and batches appends.
 func Execute[S any](ctx context.Context, s *Store, streamID string, a Aggregate[S], commandID string,
 	decide func(state S, version int64) ([]EventData, error)) (AppendResult, error) {
-	attempts := a.MaxAttempts
-	if attempts <= 0 {
-		attempts = defaultMaxAttempts
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
 	}
 	var lastErr error
-	for attempt := 0; attempt < attempts; attempt++ {
+	for attempt := 0; a.MaxAttempts <= 0 || attempt < a.MaxAttempts; attempt++ {
 		if attempt > 0 {
 			// Jitter spreads colliding writers apart so the next round does not collide again.
-			pause := time.Duration(rand.Int64N(int64(2*time.Millisecond)<<attempt)) + time.Millisecond
+			pause := time.Duration(rand.Int64N(int64(time.Millisecond)<<min(attempt, 6))) + time.Millisecond
 			select {
 			case <-ctx.Done():
-				return AppendResult{}, ctx.Err()
+				return AppendResult{}, fmt.Errorf("execute on %s: %w (last: %w)", streamID, expired(ctx), lastErr)
 			case <-time.After(pause):
 			}
 		}
@@ -137,7 +142,7 @@ func Execute[S any](ctx context.Context, s *Store, streamID string, a Aggregate[
 		}
 		return res, nil
 	}
-	return AppendResult{}, fmt.Errorf("execute on %s: gave up after %d attempts: %w", streamID, attempts, lastErr)
+	return AppendResult{}, fmt.Errorf("execute on %s: gave up after %d attempts: %w (last: %w)", streamID, a.MaxAttempts, ErrBusy, lastErr)
 }
 
 // commandResult returns the first result of commandID if it was appended before.
@@ -164,6 +169,30 @@ func (s *Store) commandResult(ctx context.Context, commandID string) (AppendResu
 		Duplicate: true, Events: events}, true, nil
 }
 
+// commandResults returns the first results of those of ids that were appended before, in one
+// query (and one stream read per id found).
+func (s *Store) commandResults(ctx context.Context, ids []string) (map[string]AppendResult, error) {
+	rows, err := s.pool.Query(ctx, `SELECT command_id FROM events WHERE command_id = ANY($1)`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("commands %v: %w", ids, err)
+	}
+	found, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("commands %v: %w", ids, err)
+	}
+	out := make(map[string]AppendResult, len(found))
+	for _, id := range found {
+		res, ok, err := s.commandResult(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out[id] = res
+		}
+	}
+	return out, nil
+}
+
 // maybeSnapshot stores the state after res when enough events followed the last snapshot. It
 // is best effort: the events are committed, so a failed snapshot only costs a longer load
 // next time and must not fail the command.
@@ -182,10 +211,15 @@ func maybeSnapshot[S any](ctx context.Context, s *Store, streamID string, a Aggr
 			return
 		}
 	}
+	writeSnapshot(ctx, s, streamID, a, state, res.LastVersion)
+}
+
+// writeSnapshot stores state as streamID's snapshot at version; it reports whether it did.
+func writeSnapshot[S any](ctx context.Context, s *Store, streamID string, a Aggregate[S], state S, version int64) bool {
 	snap, err := json.Marshal(state)
 	if err != nil {
 		s.log.Warn("snapshot skipped: encode failed", "stream", streamID, "err", err)
-		return
+		return false
 	}
 	// The condition keeps a slower writer from replacing a newer snapshot with an older one.
 	_, err = s.pool.Exec(ctx, `INSERT INTO streams AS s (stream_id, snapshot, snapshot_version, snapshot_schema)
@@ -193,8 +227,10 @@ func maybeSnapshot[S any](ctx context.Context, s *Store, streamID string, a Aggr
 		ON CONFLICT (stream_id) DO UPDATE SET snapshot = excluded.snapshot, snapshot_version = excluded.snapshot_version,
 			snapshot_schema = excluded.snapshot_schema, updated_at = now()
 		WHERE s.snapshot_version < excluded.snapshot_version OR s.snapshot_schema <> excluded.snapshot_schema`,
-		streamID, snap, res.LastVersion, int32(a.SnapshotVersion))
+		streamID, snap, version, int32(a.SnapshotVersion))
 	if err != nil {
-		s.log.Warn("snapshot write failed", "stream", streamID, "version", res.LastVersion, "err", err)
+		s.log.Warn("snapshot write failed", "stream", streamID, "version", version, "err", err)
+		return false
 	}
+	return true
 }

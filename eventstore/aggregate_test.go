@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/huddle-chat/huddle/eventstore"
 )
@@ -98,7 +99,6 @@ func TestExecute_RetriesConflictsOnHotStream(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
 	agg := counterAgg
-	agg.MaxAttempts = 100 // every writer must get through; the default gives up sooner
 	const writers, each = 8, 10
 	var conflicts atomic.Int64
 	var wg sync.WaitGroup
@@ -146,7 +146,26 @@ func TestExecute_GivesUpWithTypedConflict(t *testing.T) {
 		return increment(c, v)
 	})
 	var wrong *eventstore.ErrWrongExpectedVersion
-	if !errors.As(err, &wrong) || !errors.Is(err, eventstore.ErrConflict) {
-		t.Fatalf("err = %v, want a wrapped *ErrWrongExpectedVersion", err)
+	if !errors.As(err, &wrong) || !errors.Is(err, eventstore.ErrConflict) || !errors.Is(err, eventstore.ErrBusy) {
+		t.Fatalf("err = %v, want ErrBusy wrapping a *ErrWrongExpectedVersion", err)
+	}
+}
+
+func TestExecute_RetriesUntilTheDeadlineThenBusy(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	attempts := 0
+	_, err := eventstore.Execute(ctx, s, "member-deadline", counterAgg, "", func(c counter, v int64) ([]eventstore.EventData, error) {
+		attempts++
+		mustAppend(t, s, "member-deadline", eventstore.ExpectAny, "", msg(0))
+		return increment(c, v)
+	})
+	if !errors.Is(err, eventstore.ErrBusy) || !errors.Is(err, eventstore.ErrConflict) {
+		t.Fatalf("err = %v, want ErrBusy after conflicts", err)
+	}
+	if attempts <= 5 {
+		t.Fatalf("%d attempts: conflicts must be retried until the deadline, not a fixed few times", attempts)
 	}
 }

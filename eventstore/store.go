@@ -92,26 +92,52 @@ func (s *Store) Append(ctx context.Context, streamID string, expectedVersion int
 	if expectedVersion < ExpectAny {
 		return AppendResult{}, fmt.Errorf("append to %s: invalid expected version %d", streamID, expectedVersion)
 	}
+	args, err := prepareAppend(streamID, events, commandID, time.Now())
+	if err != nil {
+		return AppendResult{}, err
+	}
+	for attempt := 1; ; attempt++ {
+		res, err := s.appendOnce(ctx, streamID, expectedVersion, args)
+		if err == nil {
+			return res, nil
+		}
+		if attempt < maxTxRetries && retryableAppend(err) && ctx.Err() == nil {
+			continue
+		}
+		return AppendResult{}, err
+	}
+}
+
+// appendArgs are one command's events, encoded for eventstore_append.
+type appendArgs struct {
+	commandID  string
+	ids, types []string
+	versions   []int32
+	data       []string
+	metas      []string
+	mds        []Metadata
+	recordedAt time.Time
+	digests    []string
+}
+
+// prepareAppend validates and encodes events for streamID, with their hash-chain digests.
+func prepareAppend(streamID string, events []EventData, commandID string, now time.Time) (appendArgs, error) {
 	// One timestamp for the batch, truncated to what timestamptz keeps so the digest computed
 	// now matches the one Verify computes from the stored row.
-	recordedAt := time.Now().UTC().Truncate(time.Microsecond)
+	recordedAt := now.UTC().Truncate(time.Microsecond)
 	n := len(events)
-	ids := make([]string, n)
-	types := make([]string, n)
-	versions := make([]int32, n)
-	data := make([]string, n)
-	metas := make([]string, n)
-	mds := make([]Metadata, n)
-	digests := make([]string, n)
+	a := appendArgs{commandID: commandID, ids: make([]string, n), types: make([]string, n), versions: make([]int32, n),
+		data: make([]string, n), metas: make([]string, n), mds: make([]Metadata, n), recordedAt: recordedAt,
+		digests: make([]string, n)}
 	for i, e := range events {
 		if e.Type == "" {
-			return AppendResult{}, fmt.Errorf("append to %s: event %d has no type", streamID, i)
+			return appendArgs{}, fmt.Errorf("append to %s: event %d has no type", streamID, i)
 		}
 		id := uuid.New()
 		if e.EventID != "" {
 			var err error
 			if id, err = uuid.Parse(e.EventID); err != nil {
-				return AppendResult{}, fmt.Errorf("append to %s: event id %q: %w", streamID, e.EventID, err)
+				return appendArgs{}, fmt.Errorf("append to %s: event id %q: %w", streamID, e.EventID, err)
 			}
 		}
 		sv := e.SchemaVersion
@@ -124,7 +150,7 @@ func (s *Store) Append(ctx context.Context, streamID string, expectedVersion int
 		}
 		canonData, err := canonicalJSON(raw)
 		if err != nil {
-			return AppendResult{}, fmt.Errorf("append to %s: event %d data: %w", streamID, i, err)
+			return appendArgs{}, fmt.Errorf("append to %s: event %d data: %w", streamID, i, err)
 		}
 		md := e.Metadata
 		if md.CommandID == "" {
@@ -132,34 +158,35 @@ func (s *Store) Append(ctx context.Context, streamID string, expectedVersion int
 		}
 		// The canonical encoding is valid JSON too, so it is also what we store.
 		canonMeta := canonicalMetadata(md)
-		rawMeta := canonMeta
-		ids[i] = id.String()
-		types[i] = e.Type
-		versions[i] = int32(sv)
-		data[i] = string(raw)
-		metas[i] = string(rawMeta)
-		mds[i] = md
-		digests[i] = eventDigest(streamID, ids[i], e.Type, sv, canonData, canonMeta, recordedAt)
+		a.ids[i] = id.String()
+		a.types[i] = e.Type
+		a.versions[i] = int32(sv)
+		a.data[i] = string(raw)
+		a.metas[i] = string(canonMeta)
+		a.mds[i] = md
+		a.digests[i] = eventDigest(streamID, a.ids[i], e.Type, sv, canonData, canonMeta, recordedAt)
 	}
-
-	for attempt := 1; ; attempt++ {
-		res, err := s.appendOnce(ctx, streamID, expectedVersion, commandID, ids, types, versions, data, metas, mds, recordedAt, digests)
-		if err == nil {
-			return res, nil
-		}
-		if attempt < maxTxRetries && retryableAppend(err) && ctx.Err() == nil {
-			continue
-		}
-		return AppendResult{}, err
-	}
+	return a, nil
 }
 
-func (s *Store) appendOnce(ctx context.Context, streamID string, expected int64, commandID string,
-	ids, types []string, versions []int32, data, metas []string, mds []Metadata, recordedAt time.Time, digests []string) (AppendResult, error) {
-	rows, err := s.pool.Query(ctx, appendSQL, streamID, expected, commandID, ids, types, versions, data, metas, recordedAt, digests)
+func (s *Store) appendOnce(ctx context.Context, streamID string, expected int64, a appendArgs) (AppendResult, error) {
+	rows, err := s.pool.Query(ctx, appendSQL, streamID, expected, a.commandID, a.ids, a.types, a.versions, a.data, a.metas,
+		a.recordedAt, a.digests)
 	if err != nil {
 		return AppendResult{}, appendError(streamID, expected, err)
 	}
+	res, err := s.scanAppend(rows, streamID, expected, a)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	if !res.Duplicate {
+		s.notify(streamID, res.LastVersion)
+	}
+	return res, nil
+}
+
+// scanAppend reads what one eventstore_append call returned.
+func (s *Store) scanAppend(rows pgx.Rows, streamID string, expected int64, a appendArgs) (AppendResult, error) {
 	defer rows.Close()
 	res := AppendResult{StreamID: streamID}
 	for rows.Next() {
@@ -171,8 +198,8 @@ func (s *Store) appendOnce(ctx context.Context, streamID string, expected int64,
 		if !dup {
 			// New events come back without data and metadata: they are what we sent.
 			i := len(res.Events)
-			e.Data = json.RawMessage(data[i])
-			e.Metadata = mds[i]
+			e.Data = json.RawMessage(a.data[i])
+			e.Metadata = a.mds[i]
 		}
 		res.Duplicate = dup
 		res.Events = append(res.Events, e)
@@ -194,8 +221,6 @@ func (s *Store) appendOnce(ctx context.Context, streamID string, expected int64,
 	res.LastPosition = last.Position
 	if res.Duplicate {
 		res.StreamID = last.StreamID
-	} else {
-		s.notify(streamID, res.LastVersion)
 	}
 	return res, nil
 }
