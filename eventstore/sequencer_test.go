@@ -169,7 +169,9 @@ func TestSequencer_BusyWhenTheDeadlinePassesOrTheQueueIsFull(t *testing.T) {
 		<-release
 		return increment(c, v)
 	}
-	go func() { _, _ = q.Execute(context.Background(), "conversation-full", eventstore.Command[counter]{ID: "slow", Decide: slow}) }()
+	go func() {
+		_, _ = q.Execute(context.Background(), "conversation-full", eventstore.Command[counter]{ID: "slow", Decide: slow})
+	}()
 	<-started
 	// The stream is deciding "slow"; one more command may wait, the next one may not.
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
