@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -9,6 +10,8 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	echojwt "github.com/labstack/echo-jwt/v4"
 	"github.com/labstack/echo/v4"
+
+	"github.com/huddle-chat/huddle/domain"
 )
 
 // Roles a token can carry.
@@ -81,12 +84,46 @@ func authenticate(secret []byte) echo.MiddlewareFunc {
 	})
 }
 
-// requireRole lets only actors holding role through; others get 403 forbidden.
+// requireRole lets only actors holding role through; others get 403 forbidden. Staff must
+// also be active users of their clinic's directory (API-v1.1: 403 unknown_user), checked by
+// the StaffChecker that withStaffChecker put in the context; the admin and auditor roles go by
+// role alone.
 func requireRole(role string) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
-			if !actorOf(c).Has(role) {
+			a := actorOf(c)
+			if !a.Has(role) {
 				return problem(403, "forbidden", "Forbidden", "this endpoint needs the "+role+" role")
+			}
+			if check, ok := c.Get(staffCheckerKey).(StaffChecker); ok && role == RoleStaff {
+				active, err := check.ActiveStaff(c.Request().Context(), a.ClinicID, a.UserID)
+				if err != nil {
+					return err
+				}
+				if !active {
+					return &domain.Error{Code: domain.CodeUnknownUser,
+						Message: "the token's user is not an active member of staff in its clinic's directory"}
+				}
+			}
+			return next(c)
+		}
+	}
+}
+
+// StaffChecker tells whether a user is active in their clinic's directory (*commands.Handler,
+// from memory, at most a second behind another instance's deactivation).
+type StaffChecker interface {
+	ActiveStaff(ctx context.Context, clinicID, userID string) (bool, error)
+}
+
+const staffCheckerKey = "huddle.staffChecker"
+
+// withStaffChecker makes requireRole(RoleStaff) check the directory through check.
+func withStaffChecker(check StaffChecker) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if check != nil {
+				c.Set(staffCheckerKey, check)
 			}
 			return next(c)
 		}

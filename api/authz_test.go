@@ -50,11 +50,19 @@ func TestAuthorizationMatrix(t *testing.T) {
 
 	expired, _ := api.MintToken(s.secret, "bob", "clinic-1", []string{api.RoleStaff}, -time.Minute)
 	other, _ := api.MintToken(s.secret, "bob", "clinic-2", []string{api.RoleStaff, api.RoleAdmin, api.RoleAuditor}, time.Hour)
+	// clinic-2's own bob, a real member of its staff. (Its position token is clinic-2's: the
+	// reads below keep waiting for clinic-1's last write.)
+	pos := s.pos
+	s.must(s.do("PUT", "/v1/admin/users/bob", other, map[string]any{"name": "Other Bob", "email": "bob@two.test"}), 200, "")
+	s.pos = pos
+	// A valid staff token of clinic-1 for someone its directory does not know.
+	ghost := s.token("ghost", api.RoleStaff)
 	forged, _ := api.MintToken([]byte("not-the-secret-not-the-secret-not"), "bob", "clinic-1", []string{api.RoleStaff}, time.Hour)
 	principals := []principal{
 		{"none", ""}, {"garbage", "garbage"}, {"forged", forged}, {"expired", expired},
 		{"admin", admin}, {"auditor", s.token("aud", api.RoleAuditor)}, {"other-clinic", other},
 		{"non-member", staff("eve")}, {"left", staff("cat")}, {"removed", staff("dan")}, {"member", staff("bob")},
+		{"unknown-user", ghost},
 	}
 
 	type row struct {
@@ -121,12 +129,19 @@ func TestAuthorizationMatrix(t *testing.T) {
 			if !ok {
 				want = http.StatusUnauthorized
 			}
+			if p.name == "unknown-user" {
+				want = http.StatusForbidden // unknown_user on staff routes, forbidden (role) elsewhere
+			}
 			status, ctype, body := call(t, s, r.method, path, p.token, r.body)
 			label := fmt.Sprintf("%s %s as %s", r.method, r.path, p.name)
 			if status != want {
 				t.Errorf("%s: got %d, want %d: %s", label, status, want, body)
 			}
 			api.CheckResponse(t, r.method, strings.SplitN(path, "?", 2)[0], status, ctype, body)
+			if p.name == "unknown-user" && !strings.Contains(r.path, "/admin/") && !strings.Contains(r.path, "/audit/") &&
+				!bytes.Contains(body, []byte(`"code":"unknown_user"`)) {
+				t.Errorf("%s: want code unknown_user: %s", label, body)
+			}
 			if p.name == "other-clinic" {
 				for _, secret := range secrets {
 					if bytes.Contains(body, []byte(secret)) {

@@ -176,6 +176,11 @@ func (e *cmdEnv) clinicSetup() {
 		}
 		e.expect(e.do("PUT", "/v1/admin/rooms/"+room+"/members/"+u, admin, nil), 204, "")
 	}
+	// Clinic c2 has its own ann and bob: the same user ids, other people (tokenIn(…, "c2")).
+	other := e.tokenIn("root", "c2", RoleAdmin)
+	for _, u := range []string{"ann", "bob"} {
+		e.expect(e.do("PUT", "/v1/admin/users/"+u, other, map[string]any{"name": "Other " + u, "email": u + "@other.test"}), 200, "")
+	}
 }
 
 // group creates a group owned by owner with the others and returns its id.

@@ -1,16 +1,21 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/huddle-chat/huddle/api"
 	"github.com/huddle-chat/huddle/internal/app"
+	"github.com/huddle-chat/huddle/internal/commands"
 	"github.com/huddle-chat/huddle/internal/config"
 	"github.com/huddle-chat/huddle/internal/testenv"
 )
@@ -156,4 +161,78 @@ func (in *instance) summaries(users []string, group string) []string {
 		out = append(out, fmt.Sprintf("%s: %s", u, in.must(in.do("GET", "/v1/unread", tok, nil), 200, "").body))
 	}
 	return out
+}
+
+// TestTwoInstances_HotGroupAndDeactivation sends into one group through two instances at once
+// (their sequencers race for the same stream: conflicts must be retried, never answered 500),
+// and deactivates a user on one instance: the other refuses the user's token within
+// commands.DirectoryMaxAge.
+func TestTwoInstances_HotGroupAndDeactivation(t *testing.T) {
+	_, dbURL := testenv.Postgres(t)
+	broker := testenv.NATS(t)
+	secret := []byte("instances-secret-instances-secret-instances")
+	a := startInstance(t, dbURL, broker.ClientURL(), secret)
+	b := startInstance(t, dbURL, broker.ClientURL(), secret)
+	admin := a.token("root", api.RoleAdmin)
+	a.must(a.do("PUT", "/v1/admin/rooms/r1", admin, map[string]any{"name": "Room"}), 200, "")
+	users := []string{"ann", "bob", "cat", "dan"}
+	for _, u := range users {
+		a.must(a.do("PUT", "/v1/admin/users/"+u, admin, map[string]any{"name": "User " + u, "email": u + "@clinic.test"}), 200, "")
+		a.must(a.do("PUT", "/v1/admin/rooms/r1/members/"+u, admin, nil), 204, "")
+	}
+	group := a.must(a.do("POST", "/v1/conversations", a.token("ann", api.RoleStaff), map[string]any{"participant_ids": []string{"bob", "cat", "dan"}, "title": "Ward"}), 201, "").str("id")
+
+	const senders, each = 16, 15
+	var mu sync.Mutex
+	answers := map[int]int{}
+	var wg sync.WaitGroup
+	for i := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			via := []*instance{a, b}[i%2]
+			tok := via.token(users[i%len(users)], api.RoleStaff)
+			for n := range each {
+				body, _ := json.Marshal(map[string]any{"text": fmt.Sprintf("%d-%d", i, n)})
+				req, _ := http.NewRequest("POST", via.base+"/v1/conversations/"+group+"/messages", bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("Authorization", "Bearer "+tok)
+				status := 0
+				if res, err := http.DefaultClient.Do(req); err == nil {
+					_, _ = io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+					status = res.StatusCode
+				}
+				mu.Lock()
+				answers[status]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if answers[201] != senders*each {
+		t.Fatalf("answers %v, want %d × 201", answers, senders*each)
+	}
+	stats := []any{a.app.Server.Commands.Stats(), b.app.Server.Commands.Stats()}
+	t.Logf("sequencers: %+v", stats)
+
+	// Deactivated on a, refused on b within the directory cache's age.
+	bob := b.token("bob", api.RoleStaff)
+	b.must(b.do("POST", "/v1/conversations/"+group+"/messages", bob, map[string]any{"text": "before"}), 201, "")
+	a.must(a.do("DELETE", "/v1/admin/users/bob", admin, nil), 204, "")
+	deactivated := time.Now()
+	for {
+		r := b.do("POST", "/v1/conversations/"+group+"/messages", bob, map[string]any{"text": "after"})
+		if r.status == http.StatusForbidden && r.str("code") == "unknown_user" {
+			break
+		}
+		if r.status != http.StatusCreated {
+			t.Fatalf("unexpected answer while waiting: %d %s", r.status, r.body)
+		}
+		// DirectoryMaxAge (1 s) plus slack for a loaded CI machine.
+		if time.Since(deactivated) > commands.DirectoryMaxAge+time.Second {
+			t.Fatalf("instance b still accepts bob's token %v after the deactivation", time.Since(deactivated))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

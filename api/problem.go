@@ -54,6 +54,13 @@ var statusByCode = map[string]int{
 	domain.CodeForbidden:            http.StatusForbidden,
 	domain.CodeNotFound:             http.StatusNotFound,
 	domain.CodeConflict:             http.StatusConflict,
+	domain.CodeBusy:                 http.StatusServiceUnavailable,
+	domain.CodeUnknownUser:          http.StatusForbidden,
+}
+
+// retryAfterByCode is the Retry-After (seconds) sent with the codes that invite a retry.
+var retryAfterByCode = map[string]string{
+	domain.CodeBusy: "1",
 }
 
 // toProblem turns any error into the problem to show. Unknown errors become a 500 that says
@@ -118,6 +125,9 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		}
 		h := c.Response().Header()
 		h.Set(echo.HeaderContentType, "application/problem+json")
+		if after, ok := retryAfterByCode[p.Code]; ok {
+			h.Set("Retry-After", after)
+		}
 		c.Response().WriteHeader(p.Status)
 		if c.Request().Method == http.MethodHead {
 			return

@@ -309,6 +309,7 @@ func TestQueries_PagingWhileMessagesArrive(t *testing.T) {
 func TestQueries_RejectsBadParameters(t *testing.T) {
 	t.Parallel()
 	e := newQueryEnv(t)
+	e.directory()
 	cases := []struct {
 		path, header, code string
 		status             int

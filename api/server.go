@@ -78,7 +78,7 @@ func New(d Deps) *Server {
 	s.registerHealthRoutes(e)
 	e.GET("/v1/openapi.yaml", serveOpenAPI)
 
-	v1 := e.Group("/v1", authenticate(d.JWTSecret), withPositionKey(positionKey(d.JWTSecret)))
+	v1 := e.Group("/v1", authenticate(d.JWTSecret), withPositionKey(positionKey(d.JWTSecret)), withStaffChecker(staffChecker(d.Commands)))
 	s.registerAdminRoutes(v1.Group("/admin", requireRole(RoleAdmin)))
 	s.registerCommandRoutes(v1)
 	s.registerQueryRoutes(v1)
@@ -106,3 +106,11 @@ func (s *Server) Handler() http.Handler { return s.echo }
 
 // Echo exposes the router (tests list its routes).
 func (s *Server) Echo() *echo.Echo { return s.echo }
+
+// staffChecker is h as a StaffChecker, or nil when there is no command handler.
+func staffChecker(h *commands.Handler) StaffChecker {
+	if h == nil {
+		return nil
+	}
+	return h
+}

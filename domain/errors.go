@@ -17,6 +17,10 @@ const (
 	CodeForbidden            = "forbidden"
 	CodeNotFound             = "not_found"
 	CodeConflict             = "conflict"
+	// CodeBusy: the command could not be applied before its deadline (503, Retry-After).
+	CodeBusy = "busy"
+	// CodeUnknownUser: a staff token whose user is not active in its clinic's directory.
+	CodeUnknownUser = "unknown_user"
 )
 
 // Error is a rule the command broke: a stable code plus a message a person can read.

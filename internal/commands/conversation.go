@@ -52,16 +52,20 @@ type File struct {
 	SHA256      string
 }
 
-// runConversation runs one command on a conversation of the actor's clinic. decide gets the
-// state (already checked against the clinic) and the directory.
-func (h *Handler) runConversation(ctx context.Context, a Actor, id, commandID string, dir domain.Directory,
+// runConversation runs one command on a conversation of the actor's clinic through the
+// conversation's sequencer. decide gets the state (already checked against the clinic) and
+// the directory. mayRepeat says commandID comes from the client's idempotency key.
+func (h *Handler) runConversation(ctx context.Context, a Actor, id, commandID string, mayRepeat bool, dir domain.Directory,
 	cmd domain.ConversationCommand) (eventstore.AppendResult, domain.Conversation, error) {
 	if !domain.ValidID(id) {
 		return eventstore.AppendResult{}, domain.Conversation{}, notFound()
 	}
+	// seen is written by the stream's drain goroutine and read here after Execute returns,
+	// which its channel hand-off orders; the last call is the one the outcome came from.
 	var seen domain.Conversation
-	res, err := eventstore.Execute(ctx, h.store, domain.ConversationStream(id), conversationAggregate, commandID,
-		func(c domain.Conversation, _ int64) ([]eventstore.EventData, error) {
+	res, err := h.conversations.Execute(ctx, domain.ConversationStream(id), eventstore.Command[domain.Conversation]{
+		ID: commandID, MayRepeat: mayRepeat,
+		Decide: func(c domain.Conversation, _ int64) ([]eventstore.EventData, error) {
 			if !inClinic(c, a) {
 				return nil, notFound()
 			}
@@ -71,23 +75,45 @@ func (h *Handler) runConversation(ctx context.Context, a Actor, id, commandID st
 				return nil, err
 			}
 			return h.encode(a, commandID, events)
-		})
+		},
+	})
+	if err != nil && domain.ErrorCode(err) == "" {
+		// Maybe no answer from the stream (the deadline passed first): seen is not ours to read.
+		return res, domain.Conversation{}, busy(err)
+	}
 	return res, seen, err
+}
+
+// runWithDirectory is runConversation with the clinic's directory, checked once more against
+// the store when the command is refused: another instance may have changed the directory
+// (added someone to a waiting room) within the cache's DirectoryMaxAge.
+func (h *Handler) runWithDirectory(ctx context.Context, a Actor, id, commandID string, mayRepeat bool,
+	cmd domain.ConversationCommand) (eventstore.AppendResult, domain.Conversation, domain.Directory, error) {
+	dir, err := h.loadDirectory(ctx, a.ClinicID)
+	if err != nil {
+		return eventstore.AppendResult{}, domain.Conversation{}, dir, busy(err)
+	}
+	res, conv, err := h.runConversation(ctx, a, id, commandID, mayRepeat, dir, cmd)
+	if domain.ErrorCode(err) == "" || domain.ErrorCode(err) == domain.CodeBusy {
+		return res, conv, dir, err
+	}
+	fresh, changed, rerr := h.directories.Recheck(ctx, a.ClinicID)
+	if rerr != nil || !changed {
+		return res, conv, dir, err
+	}
+	res, conv, err = h.runConversation(ctx, a, id, commandID, mayRepeat, fresh, cmd)
+	return res, conv, fresh, err
 }
 
 // StartConversation implements POST /conversations: the direct chat with one other person
 // (started, or continued and unarchived for the caller), or a new group owned by the caller.
 func (h *Handler) StartConversation(ctx context.Context, a Actor, participantIDs []string, title *string) (Conversation, error) {
-	dir, err := h.loadDirectory(ctx, a.ClinicID)
-	if err != nil {
-		return Conversation{}, err
-	}
 	others := domain.NormalizeParticipants(a.UserID, participantIDs)
 	if len(others) == 0 {
 		return Conversation{}, &domain.Error{Code: domain.CodeInvalid, Message: "participant_ids: name at least one other person"}
 	}
 	if domain.IsDirectRequest(others, title) {
-		return h.startDirect(ctx, a, dir, others[0])
+		return h.startDirect(ctx, a, others[0])
 	}
 	t := ""
 	if title != nil {
@@ -95,7 +121,7 @@ func (h *Handler) StartConversation(ctx context.Context, a Actor, participantIDs
 	}
 	id := "g-" + h.opts.NewID()
 	commandID := h.opts.NewID()
-	res, _, err := h.runConversation(ctx, a, id, commandID, dir,
+	res, _, dir, err := h.runWithDirectory(ctx, a, id, commandID, false,
 		domain.StartGroup{ConversationID: id, Creator: a.UserID, Title: t, ParticipantIDs: others})
 	if err != nil {
 		return Conversation{}, err
@@ -113,11 +139,11 @@ func (h *Handler) StartConversation(ctx context.Context, a Actor, participantIDs
 	return out, nil
 }
 
-func (h *Handler) startDirect(ctx context.Context, a Actor, dir domain.Directory, other string) (Conversation, error) {
+func (h *Handler) startDirect(ctx context.Context, a Actor, other string) (Conversation, error) {
 	id := domain.DirectConversationID(a.ClinicID, a.UserID, other)
-	// Two people opening the same chat at once both expect "no stream"; the runner retries the
-	// loser, who then finds the chat and continues it.
-	res, conv, err := h.runConversation(ctx, a, id, h.opts.NewID(), dir,
+	// Two people opening the same chat at once are sequenced on its stream: the second finds
+	// the chat and continues it.
+	res, conv, dir, err := h.runWithDirectory(ctx, a, id, h.opts.NewID(), false,
 		domain.StartDirect{ConversationID: id, Me: a.UserID, Other: other})
 	if err != nil {
 		return Conversation{}, err
@@ -154,16 +180,26 @@ func people(dir domain.Directory, ids []string) []Person {
 // SendMessage posts a text message. With a clientMessageID, repeating the request returns the
 // message sent the first time and posts nothing.
 func (h *Handler) SendMessage(ctx context.Context, a Actor, conversationID, text, clientMessageID string) (Message, error) {
-	dir, err := h.loadDirectory(ctx, a.ClinicID)
+	res, _, _, err := h.runWithDirectory(ctx, a, conversationID, h.messageCommandID(a, conversationID, clientMessageID),
+		clientMessageID != "", domain.SendMessage{SenderID: a.UserID, Text: text, ClientMessageID: clientMessageID})
 	if err != nil {
 		return Message{}, err
 	}
-	res, _, err := h.runConversation(ctx, a, conversationID, h.messageCommandID(a, conversationID, clientMessageID), dir,
-		domain.SendMessage{SenderID: a.UserID, Text: text, ClientMessageID: clientMessageID})
+	m, err := messageOf(conversationID, res)
 	if err != nil {
 		return Message{}, err
 	}
-	return messageOf(conversationID, res)
+	if res.Duplicate && (m.Kind != "text" || m.Text != text) {
+		return Message{}, reusedClientMessageID(clientMessageID)
+	}
+	return m, nil
+}
+
+// reusedClientMessageID refuses a repeat whose content differs from the first run's: the id
+// is the same, the command is not (API-v1.1: 409 conflict).
+func reusedClientMessageID(id string) error {
+	return &domain.Error{Code: domain.CodeConflict,
+		Message: fmt.Sprintf("client_message_id %q was already used for a different message", id)}
 }
 
 func (h *Handler) messageCommandID(a Actor, conversationID, clientMessageID string) string {
@@ -207,13 +243,12 @@ func (h *Handler) ShareFile(ctx context.Context, a Actor, conversationID, name, 
 	if err != nil {
 		return Message{}, err
 	}
-	conv, err := h.loadConversation(ctx, a, conversationID)
-	if err != nil {
-		return Message{}, err
-	}
 	probe := domain.ShareFile{SenderID: a.UserID, FileID: "probe", Name: "probe", ContentType: "application/octet-stream",
 		SHA256: strings.Repeat("0", 64), ClientMessageID: clientMessageID}
-	if _, err := domain.DecideConversation(conv, dir, probe); err != nil {
+	if err := h.check(ctx, a, conversationID, func(conv domain.Conversation) error {
+		_, err := domain.DecideConversation(conv, dir, probe)
+		return err
+	}); err != nil {
 		return Message{}, err
 	}
 	fileID := h.opts.NewID()
@@ -222,7 +257,7 @@ func (h *Handler) ShareFile(ctx context.Context, a Actor, conversationID, name, 
 	if err != nil {
 		return Message{}, err
 	}
-	res, _, err := h.runConversation(ctx, a, conversationID, h.messageCommandID(a, conversationID, clientMessageID), dir,
+	res, _, _, err := h.runWithDirectory(ctx, a, conversationID, h.messageCommandID(a, conversationID, clientMessageID), clientMessageID != "",
 		domain.ShareFile{SenderID: a.UserID, FileID: info.ID, Name: info.Name, Size: info.Size,
 			ContentType: info.ContentType, SHA256: info.SHA256, ClientMessageID: clientMessageID})
 	// The request may be gone by now; what follows must still happen.
@@ -243,6 +278,9 @@ func (h *Handler) ShareFile(ctx context.Context, a Actor, conversationID, name, 
 		return Message{}, err
 	}
 	h.markShared(bg, a.ClinicID, res)
+	if res.Duplicate && (m.File == nil || m.File.SHA256 != info.SHA256 || m.File.Name != info.Name) {
+		return Message{}, reusedClientMessageID(clientMessageID)
+	}
 	return m, nil
 }
 
@@ -271,11 +309,7 @@ func (h *Handler) markShared(ctx context.Context, clinicID string, res eventstor
 
 // simple runs a conversation command that answers only with a position.
 func (h *Handler) simple(ctx context.Context, a Actor, conversationID string, cmd domain.ConversationCommand) (Position, error) {
-	dir, err := h.loadDirectory(ctx, a.ClinicID)
-	if err != nil {
-		return Position{}, err
-	}
-	res, _, err := h.runConversation(ctx, a, conversationID, h.opts.NewID(), dir, cmd)
+	res, _, _, err := h.runWithDirectory(ctx, a, conversationID, h.opts.NewID(), false, cmd)
 	if err != nil {
 		return Position{}, err
 	}
@@ -321,7 +355,7 @@ func (h *Handler) OpenFile(ctx context.Context, a Actor, fileID string) (blobs.I
 	if err != nil {
 		return blobs.Info{}, err
 	}
-	conv, err := h.loadConversation(ctx, a, info.ConversationID)
+	conv, err := h.loadConversation(ctx, a, info.ConversationID, true)
 	if err != nil {
 		if domain.ErrorCode(err) == domain.CodeNotFound {
 			return blobs.Info{}, gone

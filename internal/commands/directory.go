@@ -24,7 +24,10 @@ func (h *Handler) runDirectory(ctx context.Context, a Actor, cmd domain.Director
 			return h.encode(a, commandID, events)
 		})
 	if err != nil {
-		return before, nil, Position{}, err
+		return before, nil, Position{}, busy(err)
+	}
+	if len(res.Events) > 0 {
+		h.directories.Invalidate(a.ClinicID)
 	}
 	return before, decided, positionOf(res, Position{StreamID: stream}), nil
 }

@@ -3,6 +3,7 @@ package commands
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
@@ -26,6 +27,11 @@ type Options struct {
 	NewID func() string
 	// Log receives what a command cannot report to its caller (default slog.Default()).
 	Log *slog.Logger
+	// Timeout is the deadline of a command whose context has none (default 10 s): conflicts
+	// with other instances are retried until then, and then answered busy.
+	Timeout time.Duration
+	// HotConversations is how many idle conversations' states stay in memory (default 10,000).
+	HotConversations int
 }
 
 // Handler runs every command of API.md.
@@ -33,6 +39,9 @@ type Handler struct {
 	store *eventstore.Store
 	blobs *blobs.Store
 	opts  Options
+	// conversations sequences each conversation's commands on this instance (ADR 0010).
+	conversations *eventstore.Sequencer[domain.Conversation]
+	directories   *directoryCache
 }
 
 // New returns a Handler appending to store and keeping file bytes in bs.
@@ -49,7 +58,30 @@ func New(store *eventstore.Store, bs *blobs.Store, opts Options) *Handler {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
 	}
-	return &Handler{store: store, blobs: bs, opts: opts}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 10 * time.Second
+	}
+	return &Handler{store: store, blobs: bs, opts: opts,
+		conversations: eventstore.NewSequencer(store, conversationAggregate,
+			eventstore.SequencerOptions{MaxStreams: opts.HotConversations, Timeout: opts.Timeout}),
+		directories: newDirectoryCache(store, DirectoryMaxAge),
+	}
+}
+
+// Stats reports the conversation sequencer's work (for metrics and benchmarks).
+func (h *Handler) Stats() eventstore.SequencerStats { return h.conversations.Stats() }
+
+// busy turns "not before the deadline" into the domain's busy error (503 with Retry-After):
+// a conflict that outlasted the command's deadline, a full queue, or a store call cut short
+// by the deadline. Other errors pass unchanged.
+func busy(err error) error {
+	if err == nil || domain.ErrorCode(err) != "" {
+		return err
+	}
+	if errors.Is(err, eventstore.ErrBusy) || errors.Is(err, context.DeadlineExceeded) {
+		return &domain.Error{Code: domain.CodeBusy, Message: "the conversation is busy; retry shortly"}
+	}
+	return err
 }
 
 // Actor is who runs a command: the authenticated user, their clinic, and the request id that
@@ -176,23 +208,39 @@ func notFound() error {
 	return &domain.Error{Code: domain.CodeNotFound, Message: "no such conversation"}
 }
 
+// loadDirectory returns the clinic's directory from memory (at most DirectoryMaxAge old).
+// It must not be changed.
 func (h *Handler) loadDirectory(ctx context.Context, clinicID string) (domain.Directory, error) {
-	d, _, err := eventstore.Load(ctx, h.store, domain.DirectoryStream(clinicID), directoryAggregate)
-	if err != nil {
-		return d, fmt.Errorf("load directory: %w", err)
-	}
-	return d, nil
+	return h.directories.Get(ctx, clinicID)
 }
 
-// loadConversation loads a conversation of the actor's clinic. A conversation of another
-// clinic does not exist as far as the caller can tell.
-func (h *Handler) loadConversation(ctx context.Context, a Actor, id string) (domain.Conversation, error) {
+// ActiveStaff reports whether userID is an active user of clinicID's directory (as of at
+// most DirectoryMaxAge ago): staff tokens of anyone else are refused (unknown_user).
+func (h *Handler) ActiveStaff(ctx context.Context, clinicID, userID string) (bool, error) {
+	d, err := h.loadDirectory(ctx, clinicID)
+	if err != nil {
+		return false, busy(err)
+	}
+	return d.IsActive(userID), nil
+}
+
+// loadConversation returns a conversation of the actor's clinic as this instance last saw it
+// (see Sequencer.State); fresh reads it from the store, for a caller about to refuse on it. A
+// conversation of another clinic does not exist as far as the caller can tell.
+func (h *Handler) loadConversation(ctx context.Context, a Actor, id string, fresh bool) (domain.Conversation, error) {
 	if !domain.ValidID(id) {
 		return domain.Conversation{}, notFound()
 	}
-	c, _, err := eventstore.Load(ctx, h.store, domain.ConversationStream(id), conversationAggregate)
+	stream := domain.ConversationStream(id)
+	var c domain.Conversation
+	var err error
+	if fresh {
+		c, _, err = eventstore.Load(ctx, h.store, stream, conversationAggregate)
+	} else {
+		c, _, err = h.conversations.State(ctx, stream)
+	}
 	if err != nil {
-		return c, fmt.Errorf("load conversation: %w", err)
+		return c, fmt.Errorf("load conversation: %w", busy(err))
 	}
 	if !inClinic(c, a) {
 		return domain.Conversation{}, notFound()
@@ -202,4 +250,23 @@ func (h *Handler) loadConversation(ctx context.Context, a Actor, id string) (dom
 
 func inClinic(c domain.Conversation, a Actor) bool {
 	return !c.Started() || c.ClinicID == a.ClinicID
+}
+
+// check runs rule on the conversation as this instance last saw it and, if the rule refuses,
+// once more on the store's current state: another instance may have changed what it depends
+// on (added the caller, say), and a refusal must not rest on a stale state.
+func (h *Handler) check(ctx context.Context, a Actor, id string, rule func(domain.Conversation) error) error {
+	conv, err := h.loadConversation(ctx, a, id, false)
+	if err == nil {
+		if err = rule(conv); err == nil {
+			return nil
+		}
+	}
+	if domain.ErrorCode(err) == "" {
+		return err
+	}
+	if conv, err = h.loadConversation(ctx, a, id, true); err != nil {
+		return err
+	}
+	return rule(conv)
 }

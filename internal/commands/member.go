@@ -21,13 +21,20 @@ func (h *Handler) runMember(ctx context.Context, a Actor, conv domain.Conversati
 }
 
 func (h *Handler) member(ctx context.Context, a Actor, conversationID string, cmd domain.MemberCommand) (Position, error) {
-	conv, err := h.loadConversation(ctx, a, conversationID)
+	conv, err := h.loadConversation(ctx, a, conversationID, false)
 	if err != nil {
 		return Position{}, err
 	}
 	res, err := h.runMember(ctx, a, conv, cmd)
+	if domain.ErrorCode(err) != "" {
+		// Refused: check again on the store's state of the conversation (see check).
+		if conv, err = h.loadConversation(ctx, a, conversationID, true); err != nil {
+			return Position{}, err
+		}
+		res, err = h.runMember(ctx, a, conv, cmd)
+	}
 	if err != nil {
-		return Position{}, err
+		return Position{}, busy(err)
 	}
 	// A no-op on a member stream that has no events yet has no position of its own; the
 	// conversation's current end is a safe stand-in for read-your-writes.
