@@ -99,6 +99,13 @@ func Execute[S any](ctx context.Context, s *Store, streamID string, a Aggregate[
 		defer cancel()
 	}
 	var lastErr error
+	// fail reports a store error; when the deadline cut a retry short, the conflicts are why.
+	fail := func(err error) (AppendResult, error) {
+		if ctx.Err() != nil && lastErr != nil {
+			return AppendResult{}, fmt.Errorf("execute on %s: %w (last: %w; then %v)", streamID, expired(ctx), lastErr, err)
+		}
+		return AppendResult{}, err
+	}
 	for attempt := 0; a.MaxAttempts <= 0 || attempt < a.MaxAttempts; attempt++ {
 		if attempt > 0 {
 			// Jitter spreads colliding writers apart so the next round does not collide again.
@@ -112,7 +119,7 @@ func Execute[S any](ctx context.Context, s *Store, streamID string, a Aggregate[
 		if commandID != "" {
 			res, found, err := s.commandResult(ctx, commandID)
 			if err != nil {
-				return AppendResult{}, err
+				return fail(err)
 			}
 			if found {
 				return res, nil
@@ -120,7 +127,7 @@ func Execute[S any](ctx context.Context, s *Store, streamID string, a Aggregate[
 		}
 		state, version, snapVersion, err := load(ctx, s, streamID, a)
 		if err != nil {
-			return AppendResult{}, err
+			return fail(err)
 		}
 		events, err := decide(state, version)
 		if err != nil {
@@ -135,7 +142,7 @@ func Execute[S any](ctx context.Context, s *Store, streamID string, a Aggregate[
 			continue
 		}
 		if err != nil {
-			return AppendResult{}, err
+			return fail(err)
 		}
 		if !res.Duplicate {
 			maybeSnapshot(ctx, s, streamID, a, state, snapVersion, res)

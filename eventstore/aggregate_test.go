@@ -154,7 +154,7 @@ func TestExecute_GivesUpWithTypedConflict(t *testing.T) {
 func TestExecute_RetriesUntilTheDeadlineThenBusy(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	attempts := 0
 	_, err := eventstore.Execute(ctx, s, "member-deadline", counterAgg, "", func(c counter, v int64) ([]eventstore.EventData, error) {

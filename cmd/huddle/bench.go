@@ -1,44 +1,266 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"slices"
-	"sync/atomic"
+	"strconv"
+	"strings"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/huddle-chat/huddle/api"
+	"github.com/huddle-chat/huddle/internal/app"
 )
 
 func init() {
 	register(&Command{
 		Name:    "bench",
-		Summary: "measure a running server: command throughput and write-to-read latency",
-		Usage: `Usage: huddle bench [--url URL] [--senders N] [--group-size N] [--duration D] [--reads N]
+		Summary: "measure a running server: throughput, hot conversations, CPU per message, live delivery",
+		Usage: `Usage: huddle bench [flags]
 
 Drives a running huddle serve over HTTP, as frontends would, in a fresh clinic of its own
-(bench-<random>), with tokens minted from the server's JWT secret (run it with the server's
-environment). Two phases:
+(bench-<random>), with tokens minted from the server's JWT secret: run it with the server's
+environment (HUDDLE_DATA_DIR or HUDDLE_JWT_SECRET, and HUDDLE_DATABASE_URL when external).
+Start the server with HUDDLE_RATE_PER_USER=0: the bench sends far faster than a person.
 
-  1. send: --senders concurrent staff each post text messages into their own group of
-     --group-size members for --duration; prints messages/s and latency p50/p95/p99.
-  2. read-your-writes: --reads times, post a message and read it back with
-     Huddle-Min-Position; prints how long until the read models showed it (p50/p95/p99).
+Phases, in order (each can be turned off):
 
-A line of progress per second goes to stderr. Measure on a quiet machine and say which.`,
+  baseline   pgbench inserting one row shaped like a stored event, --senders clients, on the
+             server's own Postgres cluster (--pgbench-seconds, 0: skip): the floor cost of
+             storing an event with the cluster's durability settings, which are reported.
+  send       --senders clients each post into their own group of --group-size members for
+             --duration; messages/s, latency, and the ratio to the baseline.
+  hot        for each count in --hot-senders, that many clients post --hot-messages each into
+             ONE group at once: every answer must be 201; messages/s of one conversation.
+  paced      for each rate in --rates (messages/s, across the send groups) for --paced-duration:
+             CPU per accepted message of huddle serve and its Postgres (from /proc, when they
+             run on this machine), and the time from each send to the message event on another
+             member's /v1/stream.
+  fanout     one group of --fanout members, all connected to /v1/stream; --fanout-messages
+             messages; the time until each member's stream shows each one.
+  read       --reads times: post, then read back with Huddle-Min-Position (write-to-read).
+
+--json prints one JSON object with every figure instead of the text report. Progress goes to
+stderr. Measure on a quiet machine, and say which.`,
 		Run: bench,
 	})
 }
 
+type benchFlags struct {
+	url            string
+	senders        int
+	groupSize      int
+	duration       time.Duration
+	pgbenchSeconds int
+	hotSenders     []int
+	hotMessages    int
+	rates          []int
+	pacedDuration  time.Duration
+	fanout         int
+	fanoutMessages int
+	reads          int
+	serverPID      int
+	json           bool
+}
+
+func parseBenchFlags(args []string) (benchFlags, error) {
+	var f benchFlags
+	fs := newFlagSet(commands["bench"])
+	fs.StringVar(&f.url, "url", "", "server base URL (default: http://HUDDLE_HTTP_ADDR)")
+	fs.IntVar(&f.senders, "senders", 8, "concurrent senders (and pgbench clients); each has its own group")
+	fs.IntVar(&f.groupSize, "group-size", 4, "members of each sender's group (a message fans out to all)")
+	fs.DurationVar(&f.duration, "duration", 10*time.Second, "length of the send phase (0: skip)")
+	fs.IntVar(&f.pgbenchSeconds, "pgbench-seconds", 10, "length of the pgbench baseline (0: skip)")
+	hot := fs.String("hot-senders", "32,200", "comma-separated counts of concurrent senders into one group (empty: skip)")
+	fs.IntVar(&f.hotMessages, "hot-messages", 25, "messages each hot sender posts")
+	rates := fs.String("rates", "200,1000", "comma-separated send rates (messages/s) of the paced phase (empty: skip)")
+	fs.DurationVar(&f.pacedDuration, "paced-duration", 10*time.Second, "length of each paced run")
+	fs.IntVar(&f.fanout, "fanout", 100, "members of the fan-out group, all connected (0: skip)")
+	fs.IntVar(&f.fanoutMessages, "fanout-messages", 20, "messages sent into the fan-out group")
+	fs.IntVar(&f.reads, "reads", 200, "messages in the read-your-writes phase (0: skip)")
+	fs.IntVar(&f.serverPID, "server-pid", 0, "pid of huddle serve for CPU figures (default: found in /proc)")
+	fs.BoolVar(&f.json, "json", false, "print the report as one JSON object")
+	if err := parseFlags(fs, args); err != nil {
+		return f, err
+	}
+	var err error
+	if f.hotSenders, err = intList(*hot); err != nil {
+		return f, usagef("--hot-senders: %v", err)
+	}
+	if f.rates, err = intList(*rates); err != nil {
+		return f, usagef("--rates: %v", err)
+	}
+	switch {
+	case fs.NArg() > 0:
+		return f, usagef("unexpected arguments: %v", fs.Args())
+	case f.senders < 1 || f.senders > 1000:
+		return f, usagef("--senders must be 1..1000")
+	case f.groupSize < 2 || f.groupSize > 256:
+		return f, usagef("--group-size must be 2..256")
+	case f.duration < 0 || f.reads < 0 || f.pgbenchSeconds < 0 || f.pacedDuration <= 0:
+		return f, usagef("--duration, --reads and --pgbench-seconds must not be negative, --paced-duration positive")
+	case f.hotMessages < 1 || f.fanoutMessages < 1:
+		return f, usagef("--hot-messages and --fanout-messages must be positive")
+	case f.fanout != 0 && (f.fanout < 2 || f.fanout > 1000):
+		return f, usagef("--fanout must be 0 or 2..1000")
+	}
+	for _, n := range f.hotSenders {
+		if n < 1 || n > 2000 {
+			return f, usagef("--hot-senders: each count must be 1..2000")
+		}
+	}
+	for _, r := range f.rates {
+		if r < 1 || r > 100_000 {
+			return f, usagef("--rates: each rate must be 1..100000")
+		}
+	}
+	return f, nil
+}
+
+// intList parses "1,2,3" (empty: none).
+func intList(s string) ([]int, error) {
+	var out []int
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		n, err := strconv.Atoi(part)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a number", part)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// benchReport is everything a run measured (--json prints it as it is).
+type benchReport struct {
+	Machine        machineInfo       `json:"machine"`
+	Server         string            `json:"server"`
+	Durability     map[string]string `json:"durability,omitempty"`
+	Baseline       *baselineResult   `json:"baseline,omitempty"`
+	Send           *sendResult       `json:"send,omitempty"`
+	Hot            []hotResult       `json:"hot,omitempty"`
+	Paced          []pacedResult     `json:"paced,omitempty"`
+	Fanout         *fanoutResult     `json:"fanout,omitempty"`
+	ReadYourWrites *latencyStats     `json:"read_your_writes,omitempty"`
+	Notes          []string          `json:"notes,omitempty"`
+}
+
+func bench(ctx context.Context, args []string) error {
+	f, err := parseBenchFlags(args)
+	if err != nil {
+		return err
+	}
+	cfg, log, err := setup()
+	if err != nil {
+		return err
+	}
+	if f.url == "" {
+		f.url = "http://" + cfg.HTTPAddr
+	}
+	r := benchReport{Machine: readMachine(), Server: f.url}
+	b := benchClient{base: f.url, http: &http.Client{Timeout: 60 * time.Second, Transport: &http.Transport{
+		MaxIdleConnsPerHost: 512, MaxConnsPerHost: 0, IdleConnTimeout: time.Minute}}}
+	suffix := make([]byte, 4)
+	_, _ = rand.Read(suffix)
+	clinic := "bench-" + hex.EncodeToString(suffix)
+	c := &benchClinic{benchClient: b, clinic: clinic, secret: cfg.JWTSecret}
+
+	// The server's cluster: durability settings, the pgbench baseline, the postmaster's pid.
+	var db *app.Database
+	quiet := log.With()
+	if opened, err := app.OpenDatabase(ctx, cfg, quiet); err != nil {
+		r.Notes = append(r.Notes, "database not reachable from the bench ("+err.Error()+"): no baseline, no Postgres CPU")
+	} else {
+		db = opened
+		defer db.Close(context.WithoutCancel(ctx))
+		r.Durability = durability(ctx, db.Pool)
+	}
+	procs := findProcesses(cfg, f.serverPID)
+	r.Notes = append(r.Notes, procs.notes...)
+
+	benchProgress("setting up clinic %s on %s", clinic, f.url)
+	users := max(f.senders+f.groupSize, 33, f.fanout)
+	if err := c.setup(ctx, users); err != nil {
+		return fmt.Errorf("setup (is huddle serve running at %s with the same HUDDLE_JWT_SECRET?): %w", f.url, err)
+	}
+	groups, err := c.sendGroups(ctx, f.senders, f.groupSize, users)
+	if err != nil {
+		return err
+	}
+
+	if db != nil && f.pgbenchSeconds > 0 {
+		benchProgress("baseline: pgbench, %d clients, %d s", f.senders, f.pgbenchSeconds)
+		base, err := runBaseline(ctx, db, f.senders, f.pgbenchSeconds)
+		if err != nil {
+			r.Notes = append(r.Notes, "no baseline: "+err.Error())
+		} else {
+			r.Baseline = &base
+		}
+	}
+	if f.duration > 0 {
+		benchProgress("send: %d senders, groups of %d, %v", f.senders, f.groupSize, f.duration)
+		s, err := c.sendPhase(ctx, groups, f.duration)
+		if err != nil {
+			return err
+		}
+		if r.Baseline != nil && r.Baseline.InsertsPerSecond > 0 {
+			s.RatioToBaseline = s.PerSecond / r.Baseline.InsertsPerSecond
+		}
+		r.Send = &s
+	}
+	for _, n := range f.hotSenders {
+		benchProgress("hot: %d senders × %d messages into one group", n, f.hotMessages)
+		h, err := c.hotPhase(ctx, n, f.hotMessages)
+		if err != nil {
+			return err
+		}
+		r.Hot = append(r.Hot, h)
+	}
+	for _, rate := range f.rates {
+		benchProgress("paced: %d messages/s for %v", rate, f.pacedDuration)
+		p, err := c.pacedPhase(ctx, groups, rate, f.pacedDuration, procs)
+		if err != nil {
+			return err
+		}
+		r.Paced = append(r.Paced, p)
+	}
+	if f.fanout > 0 {
+		benchProgress("fanout: a group of %d, all connected, %d messages", f.fanout, f.fanoutMessages)
+		fo, err := c.fanoutPhase(ctx, f.fanout, f.fanoutMessages)
+		if err != nil {
+			return err
+		}
+		r.Fanout = &fo
+	}
+	if f.reads > 0 {
+		benchProgress("read-your-writes: %d rounds", f.reads)
+		rw, err := c.readPhase(ctx, groups[0], f.reads)
+		if err != nil {
+			return err
+		}
+		r.ReadYourWrites = &rw
+	}
+	if f.json {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	printReport(stdout, r)
+	return nil
+}
+
+func benchProgress(format string, args ...any) {
+	fmt.Fprintf(stderr, format+"\n", args...)
+}
+
+// benchClient speaks HTTP to the server.
 type benchClient struct {
 	base string
 	http *http.Client
@@ -51,7 +273,7 @@ func (b benchClient) do(ctx context.Context, method, path, token string, body an
 		if err != nil {
 			return 0, nil, nil, err
 		}
-		rd = bytes.NewReader(raw)
+		rd = strings.NewReader(string(raw))
 	}
 	req, err := http.NewRequestWithContext(ctx, method, b.base+path, rd)
 	if err != nil {
@@ -80,192 +302,89 @@ func (b benchClient) must(ctx context.Context, want int, method, path, token str
 		return nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	if status != want {
+		if status == http.StatusTooManyRequests {
+			return nil, fmt.Errorf("%s %s: 429 rate_limited: start huddle serve with HUDDLE_RATE_PER_USER=0 to bench it", method, path)
+		}
 		return nil, fmt.Errorf("%s %s: %d %s", method, path, status, out)
 	}
 	return out, nil
 }
 
-func bench(ctx context.Context, args []string) error {
-	fs := newFlagSet(commands["bench"])
-	url := fs.String("url", "", "server base URL (default: http://HUDDLE_HTTP_ADDR)")
-	senders := fs.Int("senders", 8, "concurrent senders in the send phase")
-	groupSize := fs.Int("group-size", 5, "members of each sender's group (a message fans out to all)")
-	duration := fs.Duration("duration", 10*time.Second, "length of the send phase")
-	reads := fs.Int("reads", 200, "messages in the read-your-writes phase")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	switch {
-	case fs.NArg() > 0:
-		return usagef("unexpected arguments: %v", fs.Args())
-	case *senders < 1 || *senders > 1000:
-		return usagef("--senders must be 1..1000")
-	case *groupSize < 2 || *groupSize > 256:
-		return usagef("--group-size must be 2..256")
-	case *duration <= 0 || *reads < 0:
-		return usagef("--duration must be positive and --reads not negative")
-	}
-	cfg, _, err := setup()
-	if err != nil {
-		return err
-	}
-	if *url == "" {
-		*url = "http://" + cfg.HTTPAddr
-	}
-	b := benchClient{base: *url, http: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: *senders + 4}}}
-	suffix := make([]byte, 4)
-	_, _ = rand.Read(suffix)
-	clinic := "bench-" + hex.EncodeToString(suffix)
-	token := func(user string, role string) string {
-		t, _ := api.MintToken(cfg.JWTSecret, user, clinic, []string{role}, time.Hour)
-		return t
-	}
-	admin := token("bench-admin", api.RoleAdmin)
+// benchClinic is the bench's own clinic: users u0…, one waiting room, tokens.
+type benchClinic struct {
+	benchClient
+	clinic string
+	secret []byte
+}
 
-	fmt.Fprintf(stderr, "setting up clinic %s on %s: %d senders, groups of %d\n", clinic, *url, *senders, *groupSize)
-	if _, err := b.must(ctx, 200, "PUT", "/v1/admin/rooms/bench-room", admin, map[string]string{"name": "Bench room"}); err != nil {
-		return fmt.Errorf("setup (is huddle serve running at %s with the same HUDDLE_JWT_SECRET?): %w", *url, err)
+func (c *benchClinic) token(user, role string) string {
+	t, _ := api.MintToken(c.secret, user, c.clinic, []string{role}, 2*time.Hour)
+	return t
+}
+
+func (c *benchClinic) staff(i int) string { return c.token(fmt.Sprintf("u%d", i), api.RoleStaff) }
+
+func (c *benchClinic) setup(ctx context.Context, users int) error {
+	admin := c.token("bench-admin", api.RoleAdmin)
+	if _, err := c.must(ctx, 200, "PUT", "/v1/admin/rooms/bench-room", admin, map[string]string{"name": "Bench room"}); err != nil {
+		return err
 	}
-	users := *senders + *groupSize
 	for i := 0; i < users; i++ {
 		id := fmt.Sprintf("u%d", i)
-		if _, err := b.must(ctx, 200, "PUT", "/v1/admin/users/"+id, admin, map[string]string{"name": "Bench user " + id, "email": id + "@bench.test"}); err != nil {
+		if _, err := c.must(ctx, 200, "PUT", "/v1/admin/users/"+id, admin, map[string]string{"name": "Bench user " + id, "email": id + "@bench.test"}); err != nil {
 			return err
 		}
-		if _, err := b.must(ctx, 204, "PUT", "/v1/admin/rooms/bench-room/members/"+id, admin, nil); err != nil {
+		if _, err := c.must(ctx, 204, "PUT", "/v1/admin/rooms/bench-room/members/"+id, admin, nil); err != nil {
 			return err
 		}
 	}
-	groups := make([]string, *senders)
-	for i := range groups {
-		var others []string
-		for j := 1; j < *groupSize; j++ {
-			others = append(others, fmt.Sprintf("u%d", (i+j)%users))
-		}
-		out, err := b.must(ctx, 201, "POST", "/v1/conversations", token(fmt.Sprintf("u%d", i), api.RoleStaff),
-			map[string]any{"participant_ids": others, "title": fmt.Sprintf("Bench group %d", i)})
-		if err != nil {
-			return err
-		}
-		var conv struct{ ID string }
-		if err := json.Unmarshal(out, &conv); err != nil {
-			return err
-		}
-		groups[i] = conv.ID
-	}
-
-	// Phase 1: send.
-	var sent, failed atomic.Int64
-	latencies := make([][]time.Duration, *senders)
-	phase, cancel := context.WithTimeout(ctx, *duration)
-	defer cancel()
-	progressDone := make(chan struct{})
-	go benchProgress(phase, progressDone, &sent)
-	began := time.Now()
-	g, gctx := errgroup.WithContext(phase)
-	for i := 0; i < *senders; i++ {
-		i := i
-		tok := token(fmt.Sprintf("u%d", i), api.RoleStaff)
-		g.Go(func() error {
-			for n := 0; gctx.Err() == nil; n++ {
-				t0 := time.Now()
-				status, _, body, err := b.do(gctx, "POST", "/v1/conversations/"+groups[i]+"/messages", tok, map[string]string{"text": fmt.Sprintf("bench message %d", n)})
-				if gctx.Err() != nil {
-					return nil
-				}
-				if err != nil || status != http.StatusCreated {
-					failed.Add(1)
-					if failed.Load() > 100 {
-						return fmt.Errorf("too many failures; last: %d %s %v", status, body, err)
-					}
-					continue
-				}
-				latencies[i] = append(latencies[i], time.Since(t0))
-				sent.Add(1)
-			}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	elapsed := time.Since(began)
-	<-progressDone
-	var all []time.Duration
-	for _, l := range latencies {
-		all = append(all, l...)
-	}
-	fmt.Fprintf(stdout, "send: %d messages in %v = %.0f messages/s (%d senders, groups of %d, %d failed)\n",
-		sent.Load(), elapsed.Round(time.Millisecond), float64(sent.Load())/elapsed.Seconds(), *senders, *groupSize, failed.Load())
-	fmt.Fprintf(stdout, "send latency: %s\n", percentiles(all))
-
-	// Phase 2: write, then read it back through the read models. First let the projectors
-	// work off the backlog the send phase may have left (a saturated machine queues events).
-	if *reads > 0 {
-		tok := token("u0", api.RoleStaff)
-		caught := time.Now()
-		for {
-			status, h, body, err := b.do(ctx, "POST", "/v1/conversations/"+groups[0]+"/messages", tok, map[string]string{"text": "catch-up probe"})
-			if err != nil || status != http.StatusCreated {
-				return fmt.Errorf("catch-up probe: %d %s %v", status, body, err)
-			}
-			status, _, body, err = b.do(ctx, "GET", "/v1/conversations/"+groups[0]+"/messages?limit=1", tok, nil, "Huddle-Min-Position", h.Get("Huddle-Position"))
-			if err == nil && status == http.StatusOK {
-				break
-			}
-			if err != nil || status != http.StatusServiceUnavailable || time.Since(caught) > 5*time.Minute {
-				return fmt.Errorf("catch-up: %d %s %v", status, body, err)
-			}
-			fmt.Fprintf(stderr, "  projections still catching up after %v\n", time.Since(caught).Round(time.Second))
-		}
-		behind := time.Since(caught)
-		fmt.Fprintf(stdout, "projections caught up with the send phase %v after it ended: %.0f messages/s projected (sent, over the send phase plus that)\n",
-			behind.Round(time.Millisecond), float64(sent.Load())/(elapsed+behind).Seconds())
-		var visible []time.Duration
-		for n := 0; n < *reads && ctx.Err() == nil; n++ {
-			t0 := time.Now()
-			status, h, body, err := b.do(ctx, "POST", "/v1/conversations/"+groups[0]+"/messages", tok, map[string]string{"text": "read-your-writes"})
-			if err != nil || status != http.StatusCreated {
-				return fmt.Errorf("read phase send: %d %s %v", status, body, err)
-			}
-			status, _, body, err = b.do(ctx, "GET", "/v1/conversations/"+groups[0]+"/messages?limit=1", tok, nil, "Huddle-Min-Position", h.Get("Huddle-Position"))
-			if err != nil || status != http.StatusOK {
-				return fmt.Errorf("read phase read: %d %s %v", status, body, err)
-			}
-			visible = append(visible, time.Since(t0))
-		}
-		fmt.Fprintf(stdout, "write-to-read (POST, then GET with Huddle-Min-Position), %d rounds: %s\n", len(visible), percentiles(visible))
-	}
-	host, _ := os.Hostname()
-	fmt.Fprintf(stdout, "machine: %s\n", host)
 	return nil
 }
 
-func benchProgress(ctx context.Context, done chan<- struct{}, sent *atomic.Int64) {
-	defer close(done)
-	tick := time.NewTicker(time.Second)
-	defer tick.Stop()
-	var last int64
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-			n := sent.Load()
-			fmt.Fprintf(stderr, "  %d messages sent (%d/s)\n", n, n-last)
-			last = n
-		}
-	}
+// benchGroup is a group, the member who sends into it and the members who listen.
+type benchGroup struct {
+	id       string
+	sender   int
+	members  []int // the others
+	listener int   // one of members, whose stream the paced phase watches
 }
 
-// percentiles formats p50/p95/p99/max of ds.
-func percentiles(ds []time.Duration) string {
-	if len(ds) == 0 {
-		return "no samples"
+// group starts a group owned by owner with others.
+func (c *benchClinic) group(ctx context.Context, owner int, others []int, title string) (string, error) {
+	ids := make([]string, len(others))
+	for i, o := range others {
+		ids[i] = fmt.Sprintf("u%d", o)
 	}
-	s := slices.Clone(ds)
-	slices.Sort(s)
-	at := func(p float64) time.Duration { return s[min(len(s)-1, int(p*float64(len(s))))] }
-	return fmt.Sprintf("p50 %v, p95 %v, p99 %v, max %v", at(0.50).Round(10*time.Microsecond),
-		at(0.95).Round(10*time.Microsecond), at(0.99).Round(10*time.Microsecond), s[len(s)-1].Round(10*time.Microsecond))
+	out, err := c.must(ctx, 201, "POST", "/v1/conversations", c.staff(owner), map[string]any{"participant_ids": ids, "title": title})
+	if err != nil {
+		return "", err
+	}
+	var conv struct{ ID string }
+	if err := json.Unmarshal(out, &conv); err != nil {
+		return "", err
+	}
+	return conv.ID, nil
 }
+
+func (c *benchClinic) sendGroups(ctx context.Context, senders, size, users int) ([]benchGroup, error) {
+	groups := make([]benchGroup, senders)
+	for i := range groups {
+		var others []int
+		for j := 1; j < size; j++ {
+			others = append(others, (i+j)%users)
+		}
+		id, err := c.group(ctx, i, others, fmt.Sprintf("Bench group %d", i))
+		if err != nil {
+			return nil, err
+		}
+		groups[i] = benchGroup{id: id, sender: i, members: others, listener: others[0]}
+	}
+	return groups, nil
+}
+
+// send posts one text message and returns its status.
+func (c *benchClinic) send(ctx context.Context, token, conversation, text string) (int, http.Header, []byte, error) {
+	return c.do(ctx, "POST", "/v1/conversations/"+conversation+"/messages", token, map[string]string{"text": text})
+}
+
+var errTooManyFailures = errors.New("too many failed sends")

@@ -333,6 +333,13 @@ func TestServe_AuthAndBadInputGetProblems(t *testing.T) {
 	s := newServer(t)
 	s.start()
 	staff := s.run("token", "--user", "u-carol", "--clinic", "clinic-1", "--role", "staff")
+	// A valid token of someone the directory does not know: 403 unknown_user.
+	problem0 := s.do("GET", "/v1/conversations", staff, "")
+	if problem0.status != http.StatusForbidden || !strings.Contains(string(problem0.body), `"unknown_user"`) {
+		t.Fatalf("unknown user: %d %s", problem0.status, problem0.body)
+	}
+	admin := s.run("token", "--user", "admin-1", "--clinic", "clinic-1", "--role", "admin")
+	s.expect(http.StatusOK, "PUT", "/v1/admin/users/u-carol", admin, `{"name":"Carol","email":"carol@example.com"}`)
 
 	problem := func(r response, status int, code string) {
 		t.Helper()

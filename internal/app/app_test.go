@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/huddle-chat/huddle/api"
+	"github.com/huddle-chat/huddle/internal/commands"
 	"github.com/huddle-chat/huddle/internal/config"
 	"github.com/huddle-chat/huddle/internal/testenv"
 )
@@ -83,7 +84,11 @@ func TestApp_ReadyThenGracefulShutdownEndsLiveStreams(t *testing.T) {
 		}
 	}
 
-	// A connected SSE client must not hold shutdown until its timeout.
+	// A connected SSE client must not hold shutdown until its timeout. (Staff must be in
+	// their clinic's directory.)
+	if _, _, err := a.Server.Commands.SetUser(ctx, commands.Actor{UserID: "root", ClinicID: "c1"}, "u1", "User One", "u1@clinic.test", ""); err != nil {
+		t.Fatal(err)
+	}
 	tok, err := api.MintToken(cfg.JWTSecret, "u1", "c1", []string{api.RoleStaff}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
