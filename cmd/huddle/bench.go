@@ -172,7 +172,18 @@ func bench(ctx context.Context, args []string) error {
 	clinic := "bench-" + hex.EncodeToString(suffix)
 	c := &benchClinic{benchClient: b, clinic: clinic, secret: cfg.JWTSecret}
 
+	benchProgress("setting up clinic %s on %s", clinic, f.url)
+	users := max(f.senders+f.groupSize, 33, f.fanout)
+	if err := c.setup(ctx, users); err != nil {
+		return fmt.Errorf("setup (is huddle serve running at %s with the same HUDDLE_JWT_SECRET?): %w", f.url, err)
+	}
+	groups, err := c.sendGroups(ctx, f.senders, f.groupSize, users)
+	if err != nil {
+		return err
+	}
 	// The server's cluster: durability settings, the pgbench baseline, the postmaster's pid.
+	// Opened once the server answered, so this attaches to the cluster serve runs and never
+	// starts (and then stops) one of its own under a server that is still starting.
 	var db *app.Database
 	quiet := log.With()
 	if opened, err := app.OpenDatabase(ctx, cfg, quiet); err != nil {
@@ -185,15 +196,6 @@ func bench(ctx context.Context, args []string) error {
 	procs := findProcesses(cfg, f.serverPID)
 	r.Notes = append(r.Notes, procs.notes...)
 
-	benchProgress("setting up clinic %s on %s", clinic, f.url)
-	users := max(f.senders+f.groupSize, 33, f.fanout)
-	if err := c.setup(ctx, users); err != nil {
-		return fmt.Errorf("setup (is huddle serve running at %s with the same HUDDLE_JWT_SECRET?): %w", f.url, err)
-	}
-	groups, err := c.sendGroups(ctx, f.senders, f.groupSize, users)
-	if err != nil {
-		return err
-	}
 
 	if db != nil && f.pgbenchSeconds > 0 {
 		benchProgress("baseline: pgbench, %d clients, %d s", f.senders, f.pgbenchSeconds)
@@ -224,6 +226,11 @@ func bench(ctx context.Context, args []string) error {
 		r.Hot = append(r.Hot, h)
 	}
 	for _, rate := range f.rates {
+		if behind, err := c.catchUp(ctx, groups[0]); err != nil {
+			return err
+		} else if behind > time.Second {
+			r.Notes = append(r.Notes, fmt.Sprintf("before the %d/s run the projections needed %v to catch up", rate, behind.Round(time.Millisecond)))
+		}
 		benchProgress("paced: %d messages/s for %v", rate, f.pacedDuration)
 		p, err := c.pacedPhase(ctx, groups, rate, f.pacedDuration, procs)
 		if err != nil {
@@ -232,6 +239,9 @@ func bench(ctx context.Context, args []string) error {
 		r.Paced = append(r.Paced, p)
 	}
 	if f.fanout > 0 {
+		if _, err := c.catchUp(ctx, groups[0]); err != nil {
+			return err
+		}
 		benchProgress("fanout: a group of %d, all connected, %d messages", f.fanout, f.fanoutMessages)
 		fo, err := c.fanoutPhase(ctx, f.fanout, f.fanoutMessages)
 		if err != nil {

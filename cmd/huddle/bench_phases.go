@@ -260,6 +260,27 @@ func (c *benchClinic) history(ctx context.Context, token, id string) ([]string, 
 	}
 }
 
+// catchUp waits until the read models have applied everything written so far (a probe write,
+// then a read with its position), so one phase's backlog does not count against the next.
+func (c *benchClinic) catchUp(ctx context.Context, g benchGroup) (time.Duration, error) {
+	t0 := time.Now()
+	tok := c.staff(g.sender)
+	status, h, body, err := c.send(ctx, tok, g.id, "catch-up probe")
+	if err != nil || status != http.StatusCreated {
+		return 0, fmt.Errorf("catch-up probe: %d %s %v", status, body, err)
+	}
+	for {
+		status, _, body, err = c.do(ctx, "GET", "/v1/conversations/"+g.id+"/messages?limit=1", tok, nil, "Huddle-Min-Position", h.Get("Huddle-Position"))
+		if err == nil && status == http.StatusOK {
+			return time.Since(t0), nil
+		}
+		if err != nil || status != http.StatusServiceUnavailable || time.Since(t0) > 10*time.Minute {
+			return 0, fmt.Errorf("catch-up: %d %s %v", status, body, err)
+		}
+		benchProgress("  projections still catching up after %v", time.Since(t0).Round(time.Second))
+	}
+}
+
 // streamWatch follows users' /v1/stream and records when each message text arrived.
 type streamWatch struct {
 	mu       sync.Mutex
@@ -409,13 +430,12 @@ func (c *benchClinic) pacedPhase(ctx context.Context, groups []benchGroup, rate 
 	close(jobs)
 	wg.Wait()
 	elapsed := time.Since(began)
-	after := procs.sample()
 	r := pacedResult{Rate: rate, Seconds: elapsed.Seconds(), Accepted: accepted.Load(), Failed: failed.Load(),
 		PerSecond: float64(accepted.Load()) / elapsed.Seconds(), Send: lat.stats()}
-	r.CPU = cpuPerMessage(before, after, accepted.Load())
 	// Let late deliveries arrive (bounded), then count.
 	deadline := time.Now().Add(30 * time.Second)
 	var delivery []time.Duration
+	var after cpuSample
 	for {
 		delivery, r.Missing, r.LateOver2s = delivery[:0], 0, 0
 		for i := range total {
@@ -438,6 +458,8 @@ func (c *benchClinic) pacedPhase(ctx context.Context, groups []benchGroup, rate 
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	after = procs.sample()
+	r.CPU = cpuPerMessage(before, after, accepted.Load())
 	r.Delivered = len(delivery)
 	r.Delivery = statsOf(delivery)
 	return r, nil
