@@ -196,7 +196,6 @@ func bench(ctx context.Context, args []string) error {
 	procs := findProcesses(cfg, f.serverPID)
 	r.Notes = append(r.Notes, procs.notes...)
 
-
 	if db != nil && f.pgbenchSeconds > 0 {
 		benchProgress("baseline: pgbench, %d clients, %d s", f.senders, f.pgbenchSeconds)
 		base, err := runBaseline(ctx, db, f.senders, f.pgbenchSeconds)
