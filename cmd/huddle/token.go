@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/huddle-chat/huddle/api"
+	"github.com/huddle-chat/huddle/internal/config"
 )
 
 func init() {
@@ -16,7 +17,9 @@ func init() {
 		Summary: "mint a JWT for the configured secret (development and tests)",
 		Usage: `Usage: huddle token --user U --clinic C --role R [--role R2] [--ttl 24h]
 
-Prints a bearer token signed with HUDDLE_JWT_SECRET (or the dev secret in HUDDLE_DATA_DIR).
+Prints a bearer token signed with HUDDLE_JWT_SECRET, or else with the dev secret that
+huddle serve created in its HUDDLE_DATA_DIR (./huddle-data by default): run it where the server
+runs, or with the server's HUDDLE_DATA_DIR. It never creates a secret.
 Roles: staff, admin, auditor.
 
 Example:
@@ -56,7 +59,9 @@ func token(_ context.Context, args []string) error {
 			return usagef("unknown role %q: want staff, admin or auditor", r)
 		}
 	}
-	cfg, _, err := setup()
+	// The server's secret, never a new one: a token signed with a fresh secret in the wrong
+	// directory is rejected by the server with nothing to say why.
+	cfg, _, err := setupWith(config.LoadExisting)
 	if err != nil {
 		return err
 	}
