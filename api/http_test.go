@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/huddle-chat/huddle/domain"
 	"github.com/huddle-chat/huddle/internal/testenv"
 )
 
@@ -108,4 +110,65 @@ func TestRequestIDsAreEchoedOrMinted(t *testing.T) {
 			t.Errorf("bad incoming id %q answered with %q", bad, got)
 		}
 	}
+}
+
+// API v1.1 "Conventions added": one title per code, whichever layer raised it.
+func TestProblems_OneTitlePerCode(t *testing.T) {
+	for code, ps := range map[string][]*Problem{
+		domain.CodeInvalid: {
+			invalid("x"),
+			mustProblem(toProblem(&domain.Error{Code: domain.CodeInvalid, Message: "x"})),
+			mustProblem(toProblem(echo.NewHTTPError(http.StatusBadRequest, "x"))),
+			mustProblem(toProblem(echo.ErrUnsupportedMediaType)),
+		},
+		domain.CodeNotFound: {
+			notFound("x"),
+			mustProblem(toProblem(echo.ErrNotFound)),
+			mustProblem(toProblem(&domain.Error{Code: domain.CodeNotFound, Message: "x"})),
+		},
+		domain.CodeForbidden: {
+			problem(403, domain.CodeForbidden, "Forbidden", "x"),
+			mustProblem(toProblem(echo.ErrForbidden)),
+		},
+	} {
+		for _, p := range ps[1:] {
+			if p.Code != code || p.Title != ps[0].Title {
+				t.Errorf("code %s: title %q (code %s), want %q as everywhere else", code, p.Title, p.Code, ps[0].Title)
+			}
+		}
+	}
+}
+
+func mustProblem(p *Problem, _ bool) *Problem { return p }
+
+// 401 names the scheme; a known path with a wrong method is 405 with Allow, not 404.
+func TestProblems_WWWAuthenticateAndMethodNotAllowed(t *testing.T) {
+	s, tok := bareServer(t)
+	for _, rec := range []*httptest.ResponseRecorder{
+		serve(s, "GET", "/v1/contacts", "", "", ""),
+		serve(s, "GET", "/v1/contacts", "not-a-jwt", "", ""),
+	} {
+		problemOf(t, rec, 401, "unauthorized")
+		if got := rec.Header().Get("WWW-Authenticate"); got != "Bearer" {
+			t.Errorf("401 with WWW-Authenticate %q, want Bearer", got)
+		}
+	}
+	for _, tc := range []struct{ method, path, allow string }{
+		{"DELETE", "/v1/contacts", "GET"},
+		{"PATCH", "/v1/conversations/c1/messages", "GET, POST"},
+		{"GET", "/v1/admin/users/u1", "PUT, DELETE"},
+		{"POST", "/v1/stream", "GET"},
+	} {
+		rec := serve(s, tc.method, tc.path, tok, "", "")
+		problemOf(t, rec, 405, "method_not_allowed")
+		if got := rec.Header().Get("Allow"); got != tc.allow {
+			t.Errorf("%s %s: Allow %q, want %q", tc.method, tc.path, got, tc.allow)
+		}
+		if got := rec.Header().Get("WWW-Authenticate"); got != "" {
+			t.Errorf("%s %s: WWW-Authenticate %q on a 405", tc.method, tc.path, got)
+		}
+	}
+	// Unknown paths stay 404.
+	problemOf(t, serve(s, "GET", "/v1/nowhere", tok, "", ""), 404, "not_found")
+	problemOf(t, serve(s, "DELETE", "/v1/conversations/c1/nowhere", tok, "", ""), 404, "not_found")
 }
