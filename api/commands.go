@@ -92,7 +92,7 @@ type userBody struct {
 }
 
 func (s *Server) putUser(c echo.Context) error {
-	id, err := pathID(c, "user_id")
+	id, err := directoryPathID(c, "user_id")
 	if err != nil {
 		return err
 	}
@@ -123,7 +123,7 @@ type roomBody struct {
 }
 
 func (s *Server) putRoom(c echo.Context) error {
-	id, err := pathID(c, "room_id")
+	id, err := directoryPathID(c, "room_id")
 	if err != nil {
 		return err
 	}
@@ -142,11 +142,11 @@ func (s *Server) putRoom(c echo.Context) error {
 }
 
 func (s *Server) roomMember(c echo.Context, run func(h *commands.Handler, c echo.Context, a commands.Actor, room, user string) (commands.Position, error)) error {
-	room, err := pathID(c, "room_id")
+	room, err := directoryPathID(c, "room_id")
 	if err != nil {
 		return err
 	}
-	user, err := pathID(c, "user_id")
+	user, err := directoryPathID(c, "user_id")
 	if err != nil {
 		return err
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -171,4 +172,45 @@ func TestProblems_WWWAuthenticateAndMethodNotAllowed(t *testing.T) {
 	// Unknown paths stay 404.
 	problemOf(t, serve(s, "GET", "/v1/nowhere", tok, "", ""), 404, "not_found")
 	problemOf(t, serve(s, "DELETE", "/v1/conversations/c1/nowhere", tok, "", ""), 404, "not_found")
+}
+
+// Clinic, user and room ids keep to an alphabet without NATS's '.', '*', '>' and whitespace,
+// wherever they are created or enter, so "c.1" and "c_1" never share a subject.
+func TestDirectoryIDs_SafeAlphabetWhereverCreated(t *testing.T) {
+	secret := []byte("http-secret-http-secret-http-secret")
+	for _, bad := range []string{"c.1", "c 1", "c>", "c*", "", ".c", strings.Repeat("c", 129)} {
+		if _, err := MintToken(secret, "ann", bad, []string{RoleStaff}, time.Hour); err == nil {
+			t.Errorf("MintToken accepted clinic id %q", bad)
+		}
+		if _, err := MintToken(secret, bad, "c1", []string{RoleStaff}, time.Hour); err == nil {
+			t.Errorf("MintToken accepted user id %q", bad)
+		}
+	}
+	for _, good := range []string{"c1", "c_1", "clinic-1", "u@example", "idp:1234", "C-9_z"} {
+		if _, err := MintToken(secret, good, good, []string{RoleStaff}, time.Hour); err != nil {
+			t.Errorf("MintToken rejected %q: %v", good, err)
+		}
+	}
+
+	// A token made elsewhere with such an id is not accepted.
+	s, admin := bareServer(t)
+	for _, claims := range []Claims{
+		{Clinic: "c.1", Roles: []string{RoleStaff}, RegisteredClaims: jwt.RegisteredClaims{Subject: "ann"}},
+		{Clinic: "c1", Roles: []string{RoleStaff}, RegisteredClaims: jwt.RegisteredClaims{Subject: "a*"}},
+	} {
+		claims.ExpiresAt = jwt.NewNumericDate(time.Now().Add(time.Hour))
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		problemOf(t, serve(s, "GET", "/v1/contacts", tok, "", ""), 401, "unauthorized")
+	}
+
+	// The admin API creates none.
+	for _, path := range []string{"/v1/admin/users/u.1", "/v1/admin/rooms/r.1", "/v1/admin/rooms/r1/members/u.1", "/v1/admin/rooms/r.1/members/u1"} {
+		p := problemOf(t, serve(s, "PUT", path, admin, "application/json", `{"name":"N","email":"n@example.com"}`), 400, "invalid_request")
+		if !strings.Contains(p.Detail, "_id") {
+			t.Errorf("PUT %s: detail %q does not name the parameter", path, p.Detail)
+		}
+	}
 }

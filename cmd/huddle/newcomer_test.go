@@ -65,3 +65,15 @@ func TestCLI_WarnsAboutAMisspeltVariable(t *testing.T) {
 		t.Errorf("no warning naming HUDDLE_HTTP_ADR and HUDDLE_HTTP_ADDR:\n%s", errOut)
 	}
 }
+
+// Ids that NATS subjects would blur ("c.1" and "c_1") are refused before a token is made.
+func TestToken_RefusesIDsOutsideTheSafeAlphabet(t *testing.T) {
+	t.Parallel()
+	env := cleanEnv("HUDDLE_JWT_SECRET=" + strings.Repeat("k", 32))
+	for _, args := range [][]string{{"--user", "u1", "--clinic", "c.1"}, {"--user", "u 1", "--clinic", "c1"}, {"--user", "u1", "--clinic", "c>"}} {
+		out, errOut, code := runBinary(t, t.TempDir(), env, append([]string{"token", "--role", "staff"}, args...)...)
+		if code != 2 || out != "" || !strings.Contains(errOut, "letters, digits") {
+			t.Errorf("huddle token %v: exit %d, stdout %q, stderr %q; want exit 2 naming the alphabet", args, code, out, errOut)
+		}
+	}
+}

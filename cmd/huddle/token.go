@@ -20,7 +20,8 @@ func init() {
 Prints a bearer token signed with HUDDLE_JWT_SECRET, or else with the dev secret that
 huddle serve created in its HUDDLE_DATA_DIR (./huddle-data by default): run it where the server
 runs, or with the server's HUDDLE_DATA_DIR. It never creates a secret.
-Roles: staff, admin, auditor.
+Roles: staff, admin, auditor. User and clinic ids are 1 to 128 letters, digits, '_', '-', '@'
+or ':' (no '.', '*', '>' or spaces, which mean something in NATS subjects).
 
 Example:
   curl -H "Authorization: Bearer $(huddle token --user u1 --clinic c1 --role staff)" \
@@ -53,6 +54,9 @@ func token(_ context.Context, args []string) error {
 		return usagef("at least one --role is required")
 	case *ttl <= 0:
 		return usagef("--ttl must be positive")
+	}
+	if !api.ValidDirectoryID(*user) || !api.ValidDirectoryID(*clinic) {
+		return usagef("--user %q, --clinic %q: ids are %s", *user, *clinic, api.DirectoryIDRule)
 	}
 	for _, r := range roles {
 		if !slices.Contains([]string{api.RoleStaff, api.RoleAdmin, api.RoleAuditor}, r) {
