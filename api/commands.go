@@ -19,6 +19,7 @@ import (
 
 // registerAdminRoutes mounts the directory endpoints (the group already requires role admin).
 func (s *Server) registerAdminRoutes(g *echo.Group) {
+	s.registerAdminListRoutes(g) // api/admin_lists.go
 	g.PUT("/users/:user_id", s.putUser)
 	g.DELETE("/users/:user_id", s.deleteUser)
 	g.PUT("/rooms/:room_id", s.putRoom)
