@@ -14,27 +14,26 @@ import (
 const SubjectPrefix = "huddle.events."
 
 // Message metadata (NATS header) names. The ce-* ones are the CloudEvents 1.0 NATS binding, so
-// integrators need nothing of ours to read an event.
+// integrators need nothing of ours to read an event. HeaderMediaType (content-type) carries
+// ce-datacontenttype's value again: the binding maps datacontenttype to content-type, which is
+// what stock CloudEvents SDKs read; ce-datacontenttype stays for integrators who read it.
 const (
-	HeaderSpecVersion = "ce-specversion"
-	HeaderID          = "ce-id"
-	HeaderType        = "ce-type"
-	HeaderSource      = "ce-source"
-	HeaderTime        = "ce-time"
-	HeaderSubject     = "ce-subject"
-	HeaderContentType = "ce-datacontenttype"
-	// HeaderNATSContentType carries the same value: the binding maps datacontenttype to
-	// content-type, which is what stock CloudEvents SDKs read; ce-datacontenttype stays for
-	// the integrators who already read it.
-	HeaderNATSContentType = "content-type"
-	HeaderStreamID        = "huddle-stream-id"
-	HeaderStreamVersion   = "huddle-stream-version"
-	HeaderPosition        = "huddle-position"
-	HeaderTxID            = "huddle-tx-id"
-	HeaderSchemaVersion   = "huddle-schema-version"
-	HeaderMetadata        = "huddle-metadata"
-	HeaderPrevHash        = "huddle-prev-hash"
-	HeaderHash            = "huddle-hash"
+	HeaderSpecVersion   = "ce-specversion"
+	HeaderID            = "ce-id"
+	HeaderType          = "ce-type"
+	HeaderSource        = "ce-source"
+	HeaderTime          = "ce-time"
+	HeaderSubject       = "ce-subject"
+	HeaderContentType   = "ce-datacontenttype"
+	HeaderMediaType     = "content-type"
+	HeaderStreamID      = "huddle-stream-id"
+	HeaderStreamVersion = "huddle-stream-version"
+	HeaderPosition      = "huddle-position"
+	HeaderTxID          = "huddle-tx-id"
+	HeaderSchemaVersion = "huddle-schema-version"
+	HeaderMetadata      = "huddle-metadata"
+	HeaderPrevHash      = "huddle-prev-hash"
+	HeaderHash          = "huddle-hash"
 )
 
 // Subject is the NATS subject of e: huddle.events.<clinic>.<category>.<Type>. Characters that
@@ -66,22 +65,22 @@ func ToMessage(e RecordedEvent) *message.Message {
 	m := message.NewMessage(e.EventID, message.Payload(e.Data))
 	md, _ := json.Marshal(e.Metadata) // a struct of strings always marshals
 	m.Metadata = message.Metadata{
-		HeaderSpecVersion:     "1.0",
-		HeaderID:              e.EventID,
-		HeaderType:            e.Type,
-		HeaderSource:          "huddle/" + e.Metadata.ClinicID,
-		HeaderTime:            formatTime(e.RecordedAt),
-		HeaderSubject:         e.StreamID,
-		HeaderContentType:     "application/json",
-		HeaderNATSContentType: "application/json",
-		HeaderStreamID:        e.StreamID,
-		HeaderStreamVersion:   strconv.FormatInt(e.StreamVersion, 10),
-		HeaderPosition:        strconv.FormatInt(e.Position, 10),
-		HeaderTxID:            strconv.FormatUint(e.TxID, 10),
-		HeaderSchemaVersion:   strconv.Itoa(e.SchemaVersion),
-		HeaderMetadata:        string(md),
-		HeaderPrevHash:        e.PrevHash,
-		HeaderHash:            e.Hash,
+		HeaderSpecVersion:   "1.0",
+		HeaderID:            e.EventID,
+		HeaderType:          e.Type,
+		HeaderSource:        "huddle/" + e.Metadata.ClinicID,
+		HeaderTime:          formatTime(e.RecordedAt),
+		HeaderSubject:       e.StreamID,
+		HeaderContentType:   "application/json",
+		HeaderMediaType:     "application/json",
+		HeaderStreamID:      e.StreamID,
+		HeaderStreamVersion: strconv.FormatInt(e.StreamVersion, 10),
+		HeaderPosition:      strconv.FormatInt(e.Position, 10),
+		HeaderTxID:          strconv.FormatUint(e.TxID, 10),
+		HeaderSchemaVersion: strconv.Itoa(e.SchemaVersion),
+		HeaderMetadata:      string(md),
+		HeaderPrevHash:      e.PrevHash,
+		HeaderHash:          e.Hash,
 	}
 	return m
 }
