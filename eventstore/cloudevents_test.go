@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"gopkg.in/yaml.v3"
 
 	"github.com/huddle-chat/huddle/eventstore"
 	"github.com/huddle-chat/huddle/internal/natsbroker"
@@ -14,7 +15,7 @@ import (
 
 // What an integrator's plain NATS client sees on a published event: the CloudEvents binary-mode
 // headers including content-type (which stock SDKs read), Nats-Msg-Id = ce-id, nothing
-// internal to Watermill, and every header documented in docs/events.md.
+// internal to Watermill, and every header documented in docs/events.md and docs/asyncapi.yaml.
 func TestRelay_PublishesCloudEventsHeadersOnly(t *testing.T) {
 	t.Parallel()
 	s := newStore(t)
@@ -45,12 +46,33 @@ func TestRelay_PublishesCloudEventsHeadersOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rawSpec, err := os.ReadFile("../docs/asyncapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec struct {
+		Components struct {
+			MessageTraits struct {
+				CloudEvent struct {
+					Headers struct {
+						Properties map[string]any `yaml:"properties"`
+					} `yaml:"headers"`
+				} `yaml:"cloudEvent"`
+			} `yaml:"messageTraits"`
+		} `yaml:"components"`
+	}
+	if err := yaml.Unmarshal(rawSpec, &spec); err != nil {
+		t.Fatal(err)
+	}
 	for name := range h {
 		if strings.HasPrefix(name, "_") || strings.Contains(strings.ToLower(name), "watermill") {
 			t.Errorf("internal header %s published", name)
 		}
 		if !strings.Contains(string(doc), "`"+name+"`") {
 			t.Errorf("header %s is not documented in docs/events.md", name)
+		}
+		if _, ok := spec.Components.MessageTraits.CloudEvent.Headers.Properties[name]; !ok {
+			t.Errorf("header %s is not in docs/asyncapi.yaml's cloudEvent headers", name)
 		}
 	}
 }
