@@ -9,58 +9,94 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// TestAPIDocAgreesWithOpenAPI reads the prose contract (docs/API.md, a copy of shared/API.md)
-// and checks that openapi.yaml documents every operation it names, with every status it
-// promises, and every error code it lists.
-func TestAPIDocAgreesWithOpenAPI(t *testing.T) {
+// v11Pending is what ../shared/API-v1.1.md specifies that is not built yet: operations
+// ("METHOD /path" as API.md writes them), statuses of built operations ("METHOD /path 200")
+// and error codes ("code x"). The drift test skips
+// them, and fails for an entry that has been built, so that its entry is removed with the
+// work. This list must be empty when the last v1.1 issue is resolved.
+var v11Pending = map[string]bool{
+	// Clinical messaging.
+	"POST /v1/conversations/{id}/messages/{message_id}/ack": true,
+	"GET /v1/urgent":                                      true,
+	"GET /v1/conversations/{id}/receipts":                 true,
+	"PATCH /v1/conversations/{id}/messages/{message_id}":  true,
+	"DELETE /v1/conversations/{id}/messages/{message_id}": true,
+	"code cannot_ack_own":                                 true,
+	"code not_urgent":                                     true,
+	"code not_message_sender":                             true,
+	"code not_editable":                                   true,
+	// Conventions added, built by other v1.1 issues.
+	"code rate_limited": true,
+	"code busy":         true,
+	"code unknown_user": true,
+	// Groups: renaming answers 204 today; v1.1 wants 200 with the Summary.
+	"PATCH /v1/conversations/{id} 200": true,
+	// Groups: "A group created without a title shows the other participants' names" is a
+	// rule of the read model, not an operation or a code, so nothing here can check it; it is
+	// not built yet either (projections names direct chats only).
+}
+
+// apiDoc is docs/API.md. When the shared contract is beside the repository
+// (../shared/API.md and ../shared/API-v1.1.md), it must be API.md followed by API-v1.1.md from
+// its second heading on, byte for byte.
+func apiDoc(t *testing.T) string {
+	t.Helper()
 	raw, err := os.ReadFile("../docs/API.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	copyText := string(raw)
-	if shared, err := os.ReadFile("../../shared/API.md"); err == nil {
-		// The copy carries one comment line on top; the rest must be the contract itself.
-		_, body, _ := strings.Cut(copyText, "\n")
-		if body != string(shared) {
-			t.Errorf("docs/API.md has drifted from shared/API.md: copy it again (keeping its first line)")
+	v1, err1 := os.ReadFile("../../shared/API.md")
+	v11, err2 := os.ReadFile("../../shared/API-v1.1.md")
+	if err1 == nil && err2 == nil {
+		loc := regexp.MustCompile(`(?m)^#`).FindAllIndex(v11, 2)
+		if len(loc) < 2 {
+			t.Fatal("shared/API-v1.1.md has fewer than two headings")
+		}
+		want := strings.TrimRight(string(v1), "\n") + "\n\n" + string(v11[loc[1][0]:])
+		if string(raw) != want {
+			t.Errorf("docs/API.md has drifted from shared/API.md + shared/API-v1.1.md (from its second heading): rebuild it from them")
 		}
 	}
+	return string(raw)
+}
 
-	var doc struct {
-		Paths map[string]map[string]struct {
-			Responses map[string]any `yaml:"responses"`
-		} `yaml:"paths"`
-	}
+// TestAPIDocAgreesWithOpenAPI reads the prose contract (docs/API.md) and checks that
+// openapi.yaml documents every operation it names, with every status it promises, and every
+// error code it lists, except what v11Pending lists (which must not be there yet).
+func TestAPIDocAgreesWithOpenAPI(t *testing.T) {
+	text := apiDoc(t)
+
 	// Path-level "parameters" is a list; decode operations leniently.
 	var loose struct {
-		Paths map[string]map[string]any `yaml:"paths"`
+		Paths      map[string]map[string]any `yaml:"paths"`
+		Components struct {
+			Schemas struct {
+				Problem struct {
+					Properties struct {
+						Code struct {
+							Examples []string `yaml:"examples"`
+						} `yaml:"code"`
+					} `yaml:"properties"`
+				} `yaml:"Problem"`
+			} `yaml:"schemas"`
+		} `yaml:"components"`
 	}
 	if err := yaml.Unmarshal(OpenAPI, &loose); err != nil {
 		t.Fatal(err)
 	}
-	doc.Paths = map[string]map[string]struct {
-		Responses map[string]any `yaml:"responses"`
-	}{}
-	for path, ops := range loose.Paths {
-		doc.Paths[path] = map[string]struct {
-			Responses map[string]any `yaml:"responses"`
-		}{}
-		for method, op := range ops {
-			m, ok := op.(map[string]any)
-			if !ok {
-				continue
-			}
-			r, _ := m["responses"].(map[string]any)
-			doc.Paths[path][method] = struct {
-				Responses map[string]any `yaml:"responses"`
-			}{r}
+	responses := func(method, path string) (map[string]any, bool) {
+		op, ok := loose.Paths[path][strings.ToLower(method)].(map[string]any)
+		if !ok {
+			return nil, false
 		}
+		r, _ := op["responses"].(map[string]any)
+		return r, true
 	}
 
 	opRE := regexp.MustCompile("`(GET|PUT|POST|DELETE|PATCH) (/[^`?\\s]*)[^`]*`")
 	statusRE := regexp.MustCompile(`(?:→ |\()([1-5][0-9][0-9])\b`)
 	var entries []string // one bullet of the contract, continuation lines joined
-	for _, line := range strings.Split(copyText, "\n") {
+	for _, line := range strings.Split(text, "\n") {
 		if strings.HasPrefix(line, "- ") || len(entries) == 0 {
 			entries = append(entries, line)
 		} else if strings.HasPrefix(line, "  ") {
@@ -69,50 +105,83 @@ func TestAPIDocAgreesWithOpenAPI(t *testing.T) {
 			entries = append(entries, line)
 		}
 	}
+	// named reports whether openapi.yaml has the operation, checking a pending one is absent.
+	named := func(method, path string) bool {
+		_, ok := responses(method, path)
+		if v11Pending[method+" "+path] {
+			if ok {
+				t.Errorf("%s %s is built: remove it from v11Pending", method, path)
+			}
+			return false
+		}
+		if !ok {
+			t.Errorf("API.md names %s %s; openapi.yaml does not", method, path)
+		}
+		return ok
+	}
 	checked := 0
 	for _, entry := range entries {
 		ops := opRE.FindAllStringSubmatch(entry, -1)
 		if len(ops) == 0 || !strings.HasPrefix(entry, "- `") {
 			continue
 		}
-		method, path := strings.ToLower(ops[0][1]), ops[0][2]
-		op, ok := doc.Paths[path][method]
-		if !ok {
-			t.Errorf("API.md names %s %s; openapi.yaml does not", ops[0][1], path)
+		method, path := ops[0][1], ops[0][2]
+		if !named(method, path) {
 			continue
 		}
 		checked++
+		resp, _ := responses(method, path)
 		for _, m := range statusRE.FindAllStringSubmatch(entry, -1) {
-			if _, ok := op.Responses[m[1]]; !ok {
-				t.Errorf("API.md promises %s for %s %s; openapi.yaml does not list it", m[1], ops[0][1], path)
+			_, ok := resp[m[1]]
+			switch pending := v11Pending[method+" "+path+" "+m[1]]; {
+			case pending && ok:
+				t.Errorf("%s %s answers %s: remove it from v11Pending", method, path, m[1])
+			case !pending && !ok:
+				t.Errorf("API.md promises %s for %s %s; openapi.yaml does not list it", m[1], method, path)
 			}
 		}
 		// "`DELETE` same path" and ", `DELETE` → 204": another method on the same path.
 		for _, alt := range regexp.MustCompile("`(GET|PUT|POST|DELETE|PATCH)`").FindAllStringSubmatch(entry, -1) {
-			if _, ok := doc.Paths[path][strings.ToLower(alt[1])]; !ok {
-				t.Errorf("API.md names %s on %s; openapi.yaml does not", alt[1], path)
-			}
+			named(alt[1], path)
 		}
 		// The remaining ops in a bullet are also real operations (e.g. two on one line).
 		for _, other := range ops[1:] {
-			if _, ok := doc.Paths[other[2]][strings.ToLower(other[1])]; !ok {
-				t.Errorf("API.md names %s %s; openapi.yaml does not", other[1], other[2])
-			}
+			named(other[1], other[2])
 		}
 	}
-	if checked < 25 {
+	if checked < 28 {
 		t.Errorf("only %d operations read from API.md: the parser is not seeing the contract", checked)
 	}
 
-	// Every error code API.md lists is one openapi.yaml lists.
-	codesLine := regexp.MustCompile(`Codes used below: ([^.]*)\.`)
-	m := codesLine.FindStringSubmatch(strings.ReplaceAll(copyText, "\n", " "))
-	if m == nil {
-		t.Fatal("API.md: no list of error codes found")
-	}
-	for _, code := range regexp.MustCompile("`([a-z_]+)`").FindAllStringSubmatch(m[1], -1) {
-		if !strings.Contains(string(OpenAPI), code[1]) {
-			t.Errorf("error code %s of API.md is not in openapi.yaml", code[1])
+	// Every error code the contract lists is one openapi.yaml lists: v1's "Codes used below",
+	// v1.1's "403 `unknown_user`"-style conventions and its "New error codes".
+	flat := strings.ReplaceAll(text, "\n", " ")
+	var codes []string
+	for _, list := range []*regexp.Regexp{regexp.MustCompile(`Codes used below: ([^.]*)\.`), regexp.MustCompile(`New error codes: ([^.]*)\.`)} {
+		m := list.FindStringSubmatch(flat)
+		if m == nil {
+			t.Fatalf("API.md: no %q list of error codes found", list)
 		}
+		for _, c := range regexp.MustCompile("`([a-z_]+)`").FindAllStringSubmatch(m[1], -1) {
+			codes = append(codes, c[1])
+		}
+	}
+	for _, c := range regexp.MustCompile("[1-5][0-9][0-9] `([a-z_]+)`").FindAllStringSubmatch(flat, -1) {
+		codes = append(codes, c[1])
+	}
+	listed := map[string]bool{}
+	for _, c := range loose.Components.Schemas.Problem.Properties.Code.Examples {
+		listed[c] = true
+	}
+	for _, code := range codes {
+		switch {
+		case v11Pending["code "+code] && listed[code]:
+			t.Errorf("error code %s is in openapi.yaml: remove it from v11Pending", code)
+		case !v11Pending["code "+code] && !listed[code]:
+			t.Errorf("error code %s of API.md is not in openapi.yaml's Problem code examples", code)
+		}
+	}
+	if len(codes) < 20 {
+		t.Errorf("only %d error codes read from API.md: the parser is not seeing the contract", len(codes))
 	}
 }

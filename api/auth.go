@@ -40,8 +40,12 @@ func (a Actor) Has(role string) bool { return slices.Contains(a.Roles, role) }
 
 const actorKey = "huddle.actor"
 
-// MintToken signs a token for the given user; used by `huddle token` and by tests.
+// MintToken signs a token for the given user; used by `huddle token` and by tests. The ids
+// must be valid directory ids (ValidDirectoryID).
 func MintToken(secret []byte, userID, clinicID string, roles []string, ttl time.Duration) (string, error) {
+	if err := errors.Join(checkDirectoryID("user id", userID), checkDirectoryID("clinic id", clinicID)); err != nil {
+		return "", err
+	}
 	now := time.Now()
 	claims := Claims{
 		Clinic: clinicID,
@@ -70,6 +74,11 @@ func authenticate(secret []byte) echo.MiddlewareFunc {
 			}
 			if !tok.Valid || claims.Subject == "" || claims.Clinic == "" {
 				return nil, errors.New("token lacks sub or clinic")
+			}
+			// A token minted elsewhere (an identity provider) must not smuggle in an id that
+			// would share a NATS subject with another clinic's (ValidDirectoryID).
+			if err := errors.Join(checkDirectoryID("sub", claims.Subject), checkDirectoryID("clinic", claims.Clinic)); err != nil {
+				return nil, err
 			}
 			return tok, nil
 		},

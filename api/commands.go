@@ -19,6 +19,7 @@ import (
 
 // registerAdminRoutes mounts the directory endpoints (the group already requires role admin).
 func (s *Server) registerAdminRoutes(g *echo.Group) {
+	s.registerAdminListRoutes(g) // api/admin_lists.go
 	g.PUT("/users/:user_id", s.putUser)
 	g.DELETE("/users/:user_id", s.deleteUser)
 	g.PUT("/rooms/:room_id", s.putRoom)
@@ -92,7 +93,7 @@ type userBody struct {
 }
 
 func (s *Server) putUser(c echo.Context) error {
-	id, err := pathID(c, "user_id")
+	id, err := directoryPathID(c, "user_id")
 	if err != nil {
 		return err
 	}
@@ -123,7 +124,7 @@ type roomBody struct {
 }
 
 func (s *Server) putRoom(c echo.Context) error {
-	id, err := pathID(c, "room_id")
+	id, err := directoryPathID(c, "room_id")
 	if err != nil {
 		return err
 	}
@@ -142,11 +143,11 @@ func (s *Server) putRoom(c echo.Context) error {
 }
 
 func (s *Server) roomMember(c echo.Context, run func(h *commands.Handler, c echo.Context, a commands.Actor, room, user string) (commands.Position, error)) error {
-	room, err := pathID(c, "room_id")
+	room, err := directoryPathID(c, "room_id")
 	if err != nil {
 		return err
 	}
-	user, err := pathID(c, "user_id")
+	user, err := directoryPathID(c, "user_id")
 	if err != nil {
 		return err
 	}

@@ -2,14 +2,17 @@ package api
 
 import (
 	"encoding/json"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/huddle-chat/huddle/domain"
 	"github.com/huddle-chat/huddle/internal/testenv"
 )
 
@@ -106,6 +109,108 @@ func TestRequestIDsAreEchoedOrMinted(t *testing.T) {
 		rec = serve(s, "GET", "/healthz", "", "", "", "X-Request-Id", bad)
 		if got := rec.Header().Get("X-Request-Id"); got == bad || len(got) < 16 {
 			t.Errorf("bad incoming id %q answered with %q", bad, got)
+		}
+	}
+}
+
+// API v1.1 "Conventions added": one title per code, whichever layer raised it.
+func TestProblems_OneTitlePerCode(t *testing.T) {
+	for code, ps := range map[string][]*Problem{
+		domain.CodeInvalid: {
+			invalid("x"),
+			mustProblem(toProblem(&domain.Error{Code: domain.CodeInvalid, Message: "x"})),
+			mustProblem(toProblem(echo.NewHTTPError(http.StatusBadRequest, "x"))),
+			mustProblem(toProblem(echo.ErrUnsupportedMediaType)),
+		},
+		domain.CodeNotFound: {
+			notFound("x"),
+			mustProblem(toProblem(echo.ErrNotFound)),
+			mustProblem(toProblem(&domain.Error{Code: domain.CodeNotFound, Message: "x"})),
+		},
+		domain.CodeForbidden: {
+			problem(403, domain.CodeForbidden, "Forbidden", "x"),
+			mustProblem(toProblem(echo.ErrForbidden)),
+		},
+	} {
+		for _, p := range ps[1:] {
+			if p.Code != code || p.Title != ps[0].Title {
+				t.Errorf("code %s: title %q (code %s), want %q as everywhere else", code, p.Title, p.Code, ps[0].Title)
+			}
+		}
+	}
+}
+
+func mustProblem(p *Problem, _ bool) *Problem { return p }
+
+// 401 names the scheme; a known path with a wrong method is 405 with Allow, not 404.
+func TestProblems_WWWAuthenticateAndMethodNotAllowed(t *testing.T) {
+	s, tok := bareServer(t)
+	for _, rec := range []*httptest.ResponseRecorder{
+		serve(s, "GET", "/v1/contacts", "", "", ""),
+		serve(s, "GET", "/v1/contacts", "not-a-jwt", "", ""),
+	} {
+		problemOf(t, rec, 401, "unauthorized")
+		if got := rec.Header().Get("WWW-Authenticate"); got != "Bearer" {
+			t.Errorf("401 with WWW-Authenticate %q, want Bearer", got)
+		}
+	}
+	for _, tc := range []struct{ method, path, allow string }{
+		{"DELETE", "/v1/contacts", "GET"},
+		{"PATCH", "/v1/conversations/c1/messages", "GET, POST"},
+		{"GET", "/v1/admin/users/u1", "PUT, DELETE"},
+		{"POST", "/v1/stream", "GET"},
+	} {
+		rec := serve(s, tc.method, tc.path, tok, "", "")
+		problemOf(t, rec, 405, "method_not_allowed")
+		if got := rec.Header().Get("Allow"); got != tc.allow {
+			t.Errorf("%s %s: Allow %q, want %q", tc.method, tc.path, got, tc.allow)
+		}
+		if got := rec.Header().Get("WWW-Authenticate"); got != "" {
+			t.Errorf("%s %s: WWW-Authenticate %q on a 405", tc.method, tc.path, got)
+		}
+	}
+	// Unknown paths stay 404.
+	problemOf(t, serve(s, "GET", "/v1/nowhere", tok, "", ""), 404, "not_found")
+	problemOf(t, serve(s, "DELETE", "/v1/conversations/c1/nowhere", tok, "", ""), 404, "not_found")
+}
+
+// Clinic, user and room ids keep to an alphabet without NATS's '.', '*', '>' and whitespace,
+// wherever they are created or enter, so "c.1" and "c_1" never share a subject.
+func TestDirectoryIDs_SafeAlphabetWhereverCreated(t *testing.T) {
+	secret := []byte("http-secret-http-secret-http-secret")
+	for _, bad := range []string{"c.1", "c 1", "c>", "c*", "", ".c", strings.Repeat("c", 129)} {
+		if _, err := MintToken(secret, "ann", bad, []string{RoleStaff}, time.Hour); err == nil {
+			t.Errorf("MintToken accepted clinic id %q", bad)
+		}
+		if _, err := MintToken(secret, bad, "c1", []string{RoleStaff}, time.Hour); err == nil {
+			t.Errorf("MintToken accepted user id %q", bad)
+		}
+	}
+	for _, good := range []string{"c1", "c_1", "clinic-1", "u@example", "idp:1234", "C-9_z"} {
+		if _, err := MintToken(secret, good, good, []string{RoleStaff}, time.Hour); err != nil {
+			t.Errorf("MintToken rejected %q: %v", good, err)
+		}
+	}
+
+	// A token made elsewhere with such an id is not accepted.
+	s, admin := bareServer(t)
+	for _, claims := range []Claims{
+		{Clinic: "c.1", Roles: []string{RoleStaff}, RegisteredClaims: jwt.RegisteredClaims{Subject: "ann"}},
+		{Clinic: "c1", Roles: []string{RoleStaff}, RegisteredClaims: jwt.RegisteredClaims{Subject: "a*"}},
+	} {
+		claims.ExpiresAt = jwt.NewNumericDate(time.Now().Add(time.Hour))
+		tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		problemOf(t, serve(s, "GET", "/v1/contacts", tok, "", ""), 401, "unauthorized")
+	}
+
+	// The admin API creates none.
+	for _, path := range []string{"/v1/admin/users/u.1", "/v1/admin/rooms/r.1", "/v1/admin/rooms/r1/members/u.1", "/v1/admin/rooms/r.1/members/u1"} {
+		p := problemOf(t, serve(s, "PUT", path, admin, "application/json", `{"name":"N","email":"n@example.com"}`), 400, "invalid_request")
+		if !strings.Contains(p.Detail, "_id") {
+			t.Errorf("PUT %s: detail %q does not name the parameter", path, p.Detail)
 		}
 	}
 }

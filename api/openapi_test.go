@@ -80,3 +80,41 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 		t.Errorf("only %d routes found: the comparison is not seeing the API", len(router))
 	}
 }
+
+// Generated clients name their methods after operationId: every operation has one, unique.
+func TestOpenAPI_EveryOperationHasAUniqueOperationID(t *testing.T) {
+	// Path-level "parameters" is a list, not an operation: decode operations one by one.
+	var loose struct {
+		Paths map[string]map[string]yaml.Node `yaml:"paths"`
+	}
+	if err := yaml.Unmarshal(OpenAPI, &loose); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]string{}
+	n := 0
+	for path, ops := range loose.Paths {
+		for method, node := range ops {
+			if _, ok := openAPIMethods[method]; !ok {
+				continue
+			}
+			n++
+			var op struct {
+				OperationID string `yaml:"operationId"`
+			}
+			if err := node.Decode(&op); err != nil {
+				t.Fatal(err)
+			}
+			where := method + " " + path
+			switch prev, dup := seen[op.OperationID]; {
+			case op.OperationID == "":
+				t.Errorf("%s has no operationId", where)
+			case dup:
+				t.Errorf("%s and %s share operationId %s", prev, where, op.OperationID)
+			}
+			seen[op.OperationID] = where
+		}
+	}
+	if n < 30 {
+		t.Errorf("only %d operations read from openapi.yaml", n)
+	}
+}

@@ -26,18 +26,34 @@ type Problem struct {
 
 func (p *Problem) Error() string { return fmt.Sprintf("%d %s: %s", p.Status, p.Code, p.Detail) }
 
-// problem builds an error the error handler renders as problem+json.
-func problem(status int, code, title, detail string) *Problem {
-	return &Problem{Type: "https://huddle.dev/problems/" + code, Title: title, Status: status, Detail: detail, Code: code}
+// problem builds an error the error handler renders as problem+json. The title argument is
+// not used: a code has one title (titleOf), whichever call site builds it; the argument stays
+// so that call sites read as the problem they build.
+func problem(status int, code, _, detail string) *Problem {
+	return &Problem{Type: "https://huddle.dev/problems/" + code, Title: titleOf(code), Status: status, Detail: detail, Code: code}
+}
+
+// titleOf is the one title of a code: the code in words ("not_found": "Not found"). Clients
+// that show titles then show the same words for the same condition, whichever layer (router,
+// handler, domain) raised it, and a new code needs no table entry.
+func titleOf(code string) string {
+	if code == "internal" {
+		return "Internal error"
+	}
+	words := strings.ReplaceAll(code, "_", " ")
+	if words == "" {
+		return "Error"
+	}
+	return strings.ToUpper(words[:1]) + words[1:]
 }
 
 // invalid is the 400 invalid_request problem; detail should name the offending field.
 func invalid(detail string) *Problem {
-	return problem(http.StatusBadRequest, domain.CodeInvalid, "Invalid request", detail)
+	return problem(http.StatusBadRequest, domain.CodeInvalid, "", detail)
 }
 
 func notFound(detail string) *Problem {
-	return problem(http.StatusNotFound, domain.CodeNotFound, "Not found", detail)
+	return problem(http.StatusNotFound, domain.CodeNotFound, "", detail)
 }
 
 // statusByCode maps each stable domain code to its HTTP status: the one place that does so.
@@ -75,7 +91,7 @@ func toProblem(err error) (p *Problem, internal bool) {
 		if !ok {
 			status = http.StatusUnprocessableEntity
 		}
-		return problem(status, de.Code, http.StatusText(status), de.Message), false
+		return problem(status, de.Code, "", de.Message), false
 	}
 	var he *echo.HTTPError
 	if errors.As(err, &he) {
@@ -84,9 +100,9 @@ func toProblem(err error) (p *Problem, internal bool) {
 		if m, ok := he.Message.(string); ok && m != "" {
 			detail = m
 		}
-		return problem(he.Code, code, http.StatusText(he.Code), detail), false
+		return problem(he.Code, code, "", detail), false
 	}
-	return problem(http.StatusInternalServerError, "internal", "Internal Server Error", "an unexpected error occurred; it has been logged"), true
+	return problem(http.StatusInternalServerError, "internal", "", "an unexpected error occurred; it has been logged"), true
 }
 
 func codeForStatus(status int) string {
@@ -118,12 +134,22 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		if c.Response().Committed {
 			return
 		}
+		h := c.Response().Header()
+		if err == echo.ErrNotFound { // the router's: no route for this method and path
+			if allow := allowedMethods(c); allow != "" {
+				h.Set(echo.HeaderAllow, allow)
+				err = echo.ErrMethodNotAllowed
+			}
+		}
 		p, internal := toProblem(err)
 		if internal {
 			log.Error("request failed", "method", c.Request().Method, "path", c.Path(),
 				"request_id", c.Response().Header().Get(echo.HeaderXRequestID), "err", err)
 		}
-		h := c.Response().Header()
+		if p.Status == http.StatusUnauthorized {
+			// RFC 9110 §11.6.1: a 401 names the scheme to authenticate with.
+			h.Set(echo.HeaderWWWAuthenticate, "Bearer")
+		}
 		h.Set(echo.HeaderContentType, "application/problem+json")
 		if after, ok := retryAfterByCode[p.Code]; ok {
 			h.Set("Retry-After", after)
@@ -134,6 +160,33 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		}
 		_ = json.NewEncoder(c.Response()).Encode(p)
 	}
+}
+
+// routeMethods are the methods the API routes; OPTIONS and HEAD are not among them.
+var routeMethods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+
+// allowedMethods lists (for the Allow header) the methods that have a route for the request's
+// path, or "" when none has. Echo answers 405 itself only outside route groups with middleware:
+// such a group registers a catch-all 404 route that shadows a wrong method on a known path.
+func allowedMethods(c echo.Context) string {
+	e := c.Echo()
+	registered := map[string]bool{}
+	for _, r := range e.Routes() {
+		registered[r.Method+" "+r.Path] = true
+	}
+	path := c.Request().URL.RawPath
+	if path == "" {
+		path = c.Request().URL.Path
+	}
+	var allow []string
+	for _, m := range routeMethods {
+		probe := e.NewContext(c.Request(), nil)
+		e.Router().Find(m, path, probe)
+		if registered[m+" "+probe.Path()] {
+			allow = append(allow, m)
+		}
+	}
+	return strings.Join(allow, ", ")
 }
 
 // bindJSON decodes the request body strictly: JSON content type, one object, no unknown fields.

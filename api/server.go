@@ -16,6 +16,7 @@ import (
 
 	"github.com/huddle-chat/huddle/internal/audit"
 	"github.com/huddle-chat/huddle/internal/commands"
+	"github.com/huddle-chat/huddle/internal/directory"
 	"github.com/huddle-chat/huddle/internal/live"
 	"github.com/huddle-chat/huddle/projections"
 )
@@ -26,6 +27,8 @@ type Deps struct {
 	JWTSecret []byte
 	Commands  *commands.Handler
 	Queries   *projections.Queries
+	// Directory serves the admin directory lists.
+	Directory *directory.Lists
 	// Projections answers read-your-writes waits (Huddle-Min-Position).
 	Projections *projections.Engine
 	// Ready reports whether Postgres, NATS, the relay and the projectors are up (for /readyz).

@@ -16,8 +16,9 @@ const streamBatch = 200
 
 // stream serves GET /v1/stream: the caller's live feed as Server-Sent Events. Every event has
 // an `id:` (the feed sequence); reconnecting with Last-Event-ID resumes right after it. Without
-// Last-Event-ID the stream starts at "now". A Last-Event-ID older than the retention window (or
-// newer than anything the server holds) gets a `reset` event: refetch state, then carry on.
+// Last-Event-ID the stream starts at "now". A Last-Event-ID older than the retention window,
+// newer than anything the server holds, or not an id at all gets a `reset` event: refetch
+// state, then carry on.
 func (s *Server) stream(c echo.Context) error {
 	if s.Live == nil || s.Feed == nil {
 		return problem(http.StatusServiceUnavailable, "unavailable", "Service Unavailable", "live stream is not configured")
@@ -25,10 +26,7 @@ func (s *Server) stream(c echo.Context) error {
 	a := actorOf(c)
 	to := live.Target{ClinicID: a.ClinicID, UserID: a.UserID}
 
-	resumeFrom, resuming, err := lastEventID(c)
-	if err != nil {
-		return err
-	}
+	resumeFrom, resuming, valid := lastEventID(c)
 	ctx := c.Request().Context()
 	// Watch before reading the feed: an entry committed between the read and the subscription
 	// would otherwise wait for the next heartbeat.
@@ -56,7 +54,7 @@ func (s *Server) stream(c echo.Context) error {
 	cursor := newest
 	if resuming {
 		lost := oldest > 0 && resumeFrom < oldest-1
-		if lost || resumeFrom > newest {
+		if !valid || lost || resumeFrom > newest {
 			if err := writeSSE(w, newest, live.KindReset, []byte(`{"reason":"the stream cannot resume from Last-Event-ID; refetch your state"}`)); err != nil {
 				return nil
 			}
@@ -111,16 +109,19 @@ func (s *Server) heartbeat() time.Duration {
 	return 15 * time.Second
 }
 
-func lastEventID(c echo.Context) (int64, bool, error) {
+// lastEventID reads the Last-Event-ID header: resuming when it is set, valid when it is an id
+// this server could have sent. An invalid one is not a 400: a browser's EventSource stops
+// reconnecting for good on an error status, while a reset event tells it to refetch and carry on.
+func lastEventID(c echo.Context) (id int64, resuming, valid bool) {
 	raw := c.Request().Header.Get("Last-Event-ID")
 	if raw == "" {
-		return 0, false, nil
+		return 0, false, true
 	}
 	v, err := strconv.ParseInt(raw, 10, 64)
 	if err != nil || v < 0 {
-		return 0, false, invalid("header Last-Event-ID: must be a non-negative integer event id")
+		return 0, true, false
 	}
-	return v, true, nil
+	return v, true, true
 }
 
 func writeSSE(w *echo.Response, id int64, event string, data []byte) error {

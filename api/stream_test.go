@@ -207,8 +207,16 @@ func TestStream_LiveUpdatesMuteOwnMessagesResumeAndRemoval(t *testing.T) {
 		t.Fatalf("after reset: %+v", m)
 	}
 
-	if bad := s.stream(bob, "not-a-number"); bad.status != http.StatusBadRequest {
-		t.Errorf("Last-Event-ID not-a-number: status %d", bad.status)
+	// Not an id at all: a reset too, not an error status after which EventSource gives up.
+	for _, bad := range []string{"not-a-number", "-1"} {
+		c := s.stream(bob, bad)
+		if c.status != http.StatusOK {
+			t.Fatalf("Last-Event-ID %q: status %d, want 200 and a reset event", bad, c.status)
+		}
+		if e := c.next(t, "reset", nil); e.id < 1 {
+			t.Fatalf("Last-Event-ID %q: reset event without a resumable id: %+v", bad, e)
+		}
+		c.cancel()
 	}
 	if none := s.stream("", ""); none.status != http.StatusUnauthorized {
 		t.Errorf("no token: status %d", none.status)

@@ -14,7 +14,9 @@ import (
 const SubjectPrefix = "huddle.events."
 
 // Message metadata (NATS header) names. The ce-* ones are the CloudEvents 1.0 NATS binding, so
-// integrators need nothing of ours to read an event.
+// integrators need nothing of ours to read an event. HeaderMediaType (content-type) carries
+// ce-datacontenttype's value again: the binding maps datacontenttype to content-type, which is
+// what stock CloudEvents SDKs read; ce-datacontenttype stays for integrators who read it.
 const (
 	HeaderSpecVersion   = "ce-specversion"
 	HeaderID            = "ce-id"
@@ -23,6 +25,7 @@ const (
 	HeaderTime          = "ce-time"
 	HeaderSubject       = "ce-subject"
 	HeaderContentType   = "ce-datacontenttype"
+	HeaderMediaType     = "content-type"
 	HeaderStreamID      = "huddle-stream-id"
 	HeaderStreamVersion = "huddle-stream-version"
 	HeaderPosition      = "huddle-position"
@@ -69,6 +72,7 @@ func ToMessage(e RecordedEvent) *message.Message {
 		HeaderTime:          formatTime(e.RecordedAt),
 		HeaderSubject:       e.StreamID,
 		HeaderContentType:   "application/json",
+		HeaderMediaType:     "application/json",
 		HeaderStreamID:      e.StreamID,
 		HeaderStreamVersion: strconv.FormatInt(e.StreamVersion, 10),
 		HeaderPosition:      strconv.FormatInt(e.Position, 10),

@@ -81,12 +81,24 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 }
 
 // setup loads the configuration and builds the logger every command uses.
-func setup() (config.Config, *slog.Logger, error) {
-	cfg, err := config.Load()
+func setup() (config.Config, *slog.Logger, error) { return setupWith(config.Load) }
+
+// setupWith is setup with another loader (config.LoadExisting for huddle token). It warns
+// about HUDDLE_* variables nothing reads, since a misspelt one leaves its default in force.
+func setupWith(load func() (config.Config, error)) (config.Config, *slog.Logger, error) {
+	cfg, err := load()
+	// Warned even when loading failed (cfg's zero level is info): a typo may be the cause.
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	for _, u := range config.UnknownVars(os.Environ()) {
+		if u.Closest != "" {
+			log.Warn("unknown environment variable ignored; did you mean "+u.Closest+"?", "variable", u.Name, "closest", u.Closest)
+		} else {
+			log.Warn("unknown environment variable ignored", "variable", u.Name)
+		}
+	}
 	if err != nil {
 		return config.Config{}, nil, err
 	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	return cfg, log, nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/huddle-chat/huddle/api"
+	"github.com/huddle-chat/huddle/internal/config"
 )
 
 func init() {
@@ -16,8 +17,11 @@ func init() {
 		Summary: "mint a JWT for the configured secret (development and tests)",
 		Usage: `Usage: huddle token --user U --clinic C --role R [--role R2] [--ttl 24h]
 
-Prints a bearer token signed with HUDDLE_JWT_SECRET (or the dev secret in HUDDLE_DATA_DIR).
-Roles: staff, admin, auditor.
+Prints a bearer token signed with HUDDLE_JWT_SECRET, or else with the dev secret that
+huddle serve created in its HUDDLE_DATA_DIR (./huddle-data by default): run it where the server
+runs, or with the server's HUDDLE_DATA_DIR. It never creates a secret.
+Roles: staff, admin, auditor. User and clinic ids are 1 to 128 letters, digits, '_', '-', '@'
+or ':' (no '.', '*', '>' or spaces, which mean something in NATS subjects).
 
 Example:
   curl -H "Authorization: Bearer $(huddle token --user u1 --clinic c1 --role staff)" \
@@ -51,12 +55,17 @@ func token(_ context.Context, args []string) error {
 	case *ttl <= 0:
 		return usagef("--ttl must be positive")
 	}
+	if !api.ValidDirectoryID(*user) || !api.ValidDirectoryID(*clinic) {
+		return usagef("--user %q, --clinic %q: ids are %s", *user, *clinic, api.DirectoryIDRule)
+	}
 	for _, r := range roles {
 		if !slices.Contains([]string{api.RoleStaff, api.RoleAdmin, api.RoleAuditor}, r) {
 			return usagef("unknown role %q: want staff, admin or auditor", r)
 		}
 	}
-	cfg, _, err := setup()
+	// The server's secret, never a new one: a token signed with a fresh secret in the wrong
+	// directory is rejected by the server with nothing to say why.
+	cfg, _, err := setupWith(config.LoadExisting)
 	if err != nil {
 		return err
 	}

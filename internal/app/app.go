@@ -29,6 +29,7 @@ import (
 	"github.com/huddle-chat/huddle/internal/blobs"
 	"github.com/huddle-chat/huddle/internal/commands"
 	"github.com/huddle-chat/huddle/internal/config"
+	"github.com/huddle-chat/huddle/internal/directory"
 	"github.com/huddle-chat/huddle/internal/live"
 	"github.com/huddle-chat/huddle/internal/natsbroker"
 	"github.com/huddle-chat/huddle/projections"
@@ -109,6 +110,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 		JWTSecret:    cfg.JWTSecret,
 		Commands:     cmds,
 		Queries:      projections.NewQueries(a.db.Pool),
+		Directory:    directory.New(a.db.Pool),
 		Projections:  a.Engine,
 		Ready:        a.ready,
 		Metrics:      a.Metrics,

@@ -101,7 +101,14 @@ const minSecretLen = 32
 // data dir, creating it (0600) on first use. Errors name the variable and what is expected.
 func Load() (Config, error) { return load(os.Getenv) }
 
-func load(getenv func(string) string) (Config, error) {
+// LoadExisting is Load for commands that must use the server's secret rather than make one
+// (huddle token): a secret created in the wrong directory would sign tokens the server rejects,
+// so without HUDDLE_JWT_SECRET or an existing dev secret it fails, saying where it looked.
+func LoadExisting() (Config, error) { return loadWith(os.Getenv, existingSecret) }
+
+func load(getenv func(string) string) (Config, error) { return loadWith(getenv, devSecret) }
+
+func loadWith(getenv func(string) string, secret func(path string) ([]byte, error)) (Config, error) {
 	get := func(name, def string) string {
 		if v := strings.TrimSpace(getenv(name)); v != "" {
 			return v
@@ -203,8 +210,9 @@ func load(getenv func(string) string) (Config, error) {
 	}
 	if c.JWTSecret == nil {
 		c.JWTSecretFile = filepath.Join(c.DataDir, "jwt-secret")
-		if c.JWTSecret, err = devSecret(c.JWTSecretFile); err != nil {
-			return Config{}, fmt.Errorf("configuration: HUDDLE_JWT_SECRET unset and the dev secret is unusable: %w", err)
+		if c.JWTSecret, err = secret(c.JWTSecretFile); err != nil {
+			// The data dir is what to fix (or HUDDLE_JWT_SECRET to set), so name both.
+			return Config{}, fmt.Errorf("configuration: HUDDLE_DATA_DIR=%q: no usable dev JWT secret (HUDDLE_JWT_SECRET is unset): %w", c.DataDir, err)
 		}
 	}
 	return c, nil
@@ -258,6 +266,23 @@ func devSecret(path string) ([]byte, error) {
 		return []byte(secret), nil
 	}
 	return nil, fmt.Errorf("%s holds fewer than %d bytes: delete it to generate a new one", path, minSecretLen)
+}
+
+// existingSecret reads the dev secret that huddle serve created, and never creates one.
+func existingSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%s does not exist: huddle serve creates it on its first start; "+
+			"run this command where the server runs, or set HUDDLE_DATA_DIR to the server's data "+
+			"directory (or HUDDLE_JWT_SECRET to its secret)", path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if s := strings.TrimSpace(string(b)); len(s) >= minSecretLen {
+		return []byte(s), nil
+	}
+	return nil, fmt.Errorf("%s holds fewer than %d bytes: delete it and restart huddle serve", path, minSecretLen)
 }
 
 // redact hides a password in a URL for error messages.

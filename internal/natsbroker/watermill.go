@@ -23,8 +23,8 @@ func clientOptions(name string) []nats.Option {
 }
 
 // NewPublisher returns a Watermill publisher onto JetStream. Each message's UUID travels as
-// Nats-Msg-Id (TrackMsgId with the default NATSMarshaler, the only marshaler that sets the
-// header), so JetStream drops a re-published event within the stream's duplicate window.
+// Nats-Msg-Id (set by our Marshaler, which publishes no Watermill-internal header), so
+// JetStream drops a re-published event within the stream's duplicate window.
 // Publish waits for JetStream's ack.
 //
 // No AutoProvision: watermill-nats would create a stream per topic named after the topic, and
@@ -35,10 +35,9 @@ func NewPublisher(url string, log watermill.LoggerAdapter) (message.Publisher, e
 	pub, err := wmnats.NewPublisher(wmnats.PublisherConfig{
 		URL:         url,
 		NatsOptions: clientOptions("huddle-publisher"),
-		Marshaler:   &wmnats.NATSMarshaler{},
+		Marshaler:   Marshaler{},
 		JetStream: wmnats.JetStreamConfig{
 			AutoProvision: false,
-			TrackMsgId:    true,
 		},
 	}, log)
 	if err != nil {
@@ -91,7 +90,7 @@ func NewSubscriberWorkers(url, durable string, ackWait time.Duration, workers in
 		AckWaitTimeout:   ackWait,
 		CloseTimeout:     ackWait,
 		SubscribeTimeout: 30 * time.Second,
-		Unmarshaler:      &wmnats.NATSMarshaler{},
+		Unmarshaler:      Marshaler{},
 		JetStream: wmnats.JetStreamConfig{
 			AutoProvision: false,
 			DurablePrefix: durable,
