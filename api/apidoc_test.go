@@ -27,8 +27,6 @@ var v11Pending = map[string]bool{
 	"code not_editable":                                   true,
 	// Conventions added, built by other v1.1 issues.
 	"code rate_limited": true,
-	"code busy":         true,
-	"code unknown_user": true,
 	// Groups: renaming answers 204 today; v1.1 wants 200 with the Summary.
 	"PATCH /v1/conversations/{id} 200": true,
 	// Groups: "A group created without a title shows the other participants' names" is a

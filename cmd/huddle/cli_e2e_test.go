@@ -217,7 +217,7 @@ func TestBench_MeasuresARunningServer(t *testing.T) {
 		t.Errorf("read phase: %+v", r.ReadYourWrites)
 	}
 	// The text report names every figure.
-	text := s.run("bench", "--duration", "1s", "--senders", "2", "--group-size", "3", "--pgbench-seconds", "1",
+	text := s.run("bench", "--server-pid", strconv.Itoa(s.cmd.Process.Pid), "--duration", "1s", "--senders", "2", "--group-size", "3", "--pgbench-seconds", "1",
 		"--hot-senders", "3", "--hot-messages", "2", "--rates", "10", "--paced-duration", "1s", "--fanout", "0", "--reads", "3")
 	for _, want := range []string{"baseline: pgbench", "ratio send/baseline", "hot group, 3 senders: 6 of 6", "CPU per accepted message", "send -> another member's stream", "write-to-read"} {
 		if !strings.Contains(text, want) {
