@@ -104,6 +104,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 	a.blobs = blobs.New(a.db.Pool)
 	// ADAPT if internal/commands.New changes: the single line that builds the command handler.
 	cmds := commands.New(a.Store, a.blobs, commands.Options{MaxFileBytes: cfg.MaxFileBytes, Log: log.With("component", "commands")})
+	commands.RegisterMetrics(a.Metrics, cmds)
 	a.feed = live.NewFeed(a.db.Pool)
 	a.Server = api.New(api.Deps{
 		Logger:       log.With("component", "http"),

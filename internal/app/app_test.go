@@ -78,7 +78,7 @@ func TestApp_ReadyThenGracefulShutdownEndsLiveStreams(t *testing.T) {
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{"huddle_db_pool_max_connections", "huddle_http_requests_total", "go_goroutines"} {
+	for _, want := range []string{"huddle_db_pool_max_connections", "huddle_http_requests_total", "go_goroutines", "huddle_command_appends_total"} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}
