@@ -228,8 +228,25 @@ func (q *Sequencer[S]) drain(st *sequencedStream[S]) {
 		copy(batch, st.queue)
 		st.queue = st.queue[n:]
 		q.mu.Unlock()
-		q.run(st, batch)
+		q.runSafely(st, batch)
 	}
+}
+
+// runSafely is run, except that a panic in a Decide or Evolve fails the batch (and forgets the
+// state) instead of taking the whole process down with the stream's goroutine.
+func (q *Sequencer[S]) runSafely(st *sequencedStream[S], batch []*queuedCommand[S]) {
+	defer func() {
+		if p := recover(); p != nil {
+			q.forget(st)
+			for _, qc := range batch {
+				select {
+				case qc.done <- commandOutcome{err: fmt.Errorf("%s: command panicked: %v", st.id, p)}:
+				default: // already answered
+				}
+			}
+		}
+	}()
+	q.run(st, batch)
 }
 
 // decision is what one command came to in a round: events to append, or a final outcome.
