@@ -167,6 +167,10 @@ func TestBench_MeasuresARunningServer(t *testing.T) {
 			Accepted        int     `json:"accepted"`
 			Failed          int     `json:"failed"`
 			RatioToBaseline float64 `json:"ratio_to_baseline"`
+			Missing         int     `json:"missing"`
+			Delivery        struct {
+				Samples int `json:"samples"`
+			} `json:"send_to_stream"`
 		} `json:"send"`
 		Hot []struct {
 			Messages   int            `json:"messages"`
@@ -200,7 +204,7 @@ func TestBench_MeasuresARunningServer(t *testing.T) {
 	if r.Baseline == nil || r.Baseline.InsertsPerSecond <= 0 || r.Send.RatioToBaseline <= 0 {
 		t.Errorf("no pgbench baseline or ratio:\n%s", out)
 	}
-	if r.Send.Accepted < 1 || r.Send.Failed != 0 {
+	if r.Send.Accepted < 1 || r.Send.Failed != 0 || r.Send.Missing != 0 || r.Send.Delivery.Samples != r.Send.Accepted {
 		t.Errorf("send phase: %+v", r.Send)
 	}
 	if len(r.Hot) != 1 || r.Hot[0].Accepted != 24 || r.Hot[0].Answers["201"] != 24 || !r.Hot[0].StoredOnce {
