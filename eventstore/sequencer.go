@@ -23,8 +23,9 @@ type Command[S any] struct {
 	// result (Duplicate) and appends nothing.
 	ID string
 	// MayRepeat marks an id that a client can send again (derived from its idempotency key):
-	// the store is asked for a first run before deciding, so a repeat answers with what was
-	// sent the first time even if the state has moved on. Fresh random ids skip that read.
+	// a repeat answers with what was sent the first time even if the state has moved on. The
+	// append finds a repeat that decides again; one that is now refused (or a no-op) is looked
+	// up in the store before it is refused. Fresh random ids never are.
 	MayRepeat bool
 	// Decide returns the events the command appends to the state at version (none: a no-op),
 	// or the error that refuses it. It must not keep or change state: the sequencer evolves
@@ -286,7 +287,10 @@ func (q *Sequencer[S]) run(st *sequencedStream[S], batch []*queuedCommand[S]) {
 				return
 			}
 		}
-		decisions, err := q.decide(ctx, st, batch)
+		// A repeat is found by its append (the store answers it with the first run) or, when
+		// it is refused on the state that has moved on since, by a look-up then; only after a
+		// conflict (which a repeat amid a batch causes) are all of them looked up first.
+		decisions, err := q.decide(ctx, st, batch, attempt > 0)
 		if err != nil {
 			replyAll(batch, commandOutcome{err: err})
 			return
@@ -331,10 +335,13 @@ func replyAll[S any](batch []*queuedCommand[S], out commandOutcome) {
 // decide runs every command of the batch in order against the state the ones before it
 // leave. A refusal or no-op is double-checked against the store once per round: if another
 // instance moved the stream on, the round starts over on the fresh state.
-func (q *Sequencer[S]) decide(ctx context.Context, st *sequencedStream[S], batch []*queuedCommand[S]) ([]decision, error) {
-	firsts, err := q.firstRuns(ctx, batch)
-	if err != nil {
-		return nil, err
+func (q *Sequencer[S]) decide(ctx context.Context, st *sequencedStream[S], batch []*queuedCommand[S], lookUpRepeats bool) ([]decision, error) {
+	var firsts map[string]AppendResult
+	if lookUpRepeats {
+		var err error
+		if firsts, err = q.firstRuns(ctx, batch); err != nil {
+			return nil, err
+		}
 	}
 	verified := false
 	for {
@@ -354,6 +361,17 @@ func (q *Sequencer[S]) decide(ctx context.Context, st *sequencedStream[S], batch
 			}
 			seen[qc.cmd.ID] = i
 			events, err := qc.cmd.Decide(state, version)
+			if (err != nil || len(events) == 0) && qc.cmd.MayRepeat && !lookUpRepeats {
+				// Refused, or nothing to do: perhaps because it ran before.
+				found, ferr := q.firstRuns(ctx, []*queuedCommand[S]{qc})
+				if ferr != nil {
+					return nil, ferr
+				}
+				if first, ok := found[qc.cmd.ID]; ok {
+					out[i] = decision{decided: true, dupOf: -1, outcome: commandOutcome{res: first}}
+					continue
+				}
+			}
 			if err != nil || len(events) == 0 {
 				if !verified {
 					verified = true

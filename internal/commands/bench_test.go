@@ -10,8 +10,8 @@ import (
 	"github.com/huddle-chat/huddle/internal/testenv"
 )
 
-// BenchmarkSendMessage measures one text message end to end on the write side: load the
-// directory and the conversation (snapshots), decide, append with the hash chain.
+// BenchmarkSendMessage measures one text message end to end on the write side, one sender at
+// a time: the directory and the conversation from memory, decide, append with the hash chain.
 func BenchmarkSendMessage(b *testing.B) {
 	pool, _ := testenv.Postgres(b)
 	h := New(eventstore.New(pool), blobs.New(pool), Options{})
