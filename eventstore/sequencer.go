@@ -153,15 +153,29 @@ func (q *Sequencer[S]) Execute(ctx context.Context, streamID string, cmd Command
 		return AppendResult{}, fmt.Errorf("%s: %d commands queued: %w", streamID, n, ErrBusy)
 	}
 	st.queue = append(st.queue, qc)
-	if !st.running {
+	lead := !st.running
+	if lead {
 		st.running = true
 		if st.elem != nil {
 			q.idle.Remove(st.elem)
 			st.elem = nil
 		}
-		go q.drain(st)
 	}
 	q.mu.Unlock()
+	if lead {
+		// The stream was idle: this caller runs the first batch (its own command first) on its
+		// own goroutine, with no hand-off; whatever queued meanwhile goes on in a goroutine.
+		if batch := q.take(st); batch != nil {
+			q.runSafely(st, batch)
+		}
+		q.mu.Lock()
+		if len(st.queue) > 0 {
+			go q.drain(st)
+		} else {
+			q.park(st)
+		}
+		q.mu.Unlock()
+	}
 	select {
 	case out := <-qc.done:
 		return out.res, out.err
@@ -216,21 +230,40 @@ func (q *Sequencer[S]) stream(id string) *sequencedStream[S] {
 // stream as idle and ends: no goroutine outlives a stream's work.
 func (q *Sequencer[S]) drain(st *sequencedStream[S]) {
 	for {
-		q.mu.Lock()
-		n := min(len(st.queue), q.opts.MaxBatch)
-		if n == 0 {
-			st.running = false
-			st.queue = nil
-			st.elem = q.idle.PushFront(st)
+		batch := q.take(st)
+		if batch == nil {
+			q.mu.Lock()
+			if len(st.queue) == 0 {
+				q.park(st)
+				q.mu.Unlock()
+				return
+			}
 			q.mu.Unlock()
-			return
+			continue
 		}
-		batch := make([]*queuedCommand[S], n)
-		copy(batch, st.queue)
-		st.queue = st.queue[n:]
-		q.mu.Unlock()
 		q.runSafely(st, batch)
 	}
+}
+
+// take removes the next batch from st's queue (nil when it is empty).
+func (q *Sequencer[S]) take(st *sequencedStream[S]) []*queuedCommand[S] {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := min(len(st.queue), q.opts.MaxBatch)
+	if n == 0 {
+		return nil
+	}
+	batch := make([]*queuedCommand[S], n)
+	copy(batch, st.queue)
+	st.queue = st.queue[n:]
+	return batch
+}
+
+// park files a stream with nothing queued as idle. q.mu must be held.
+func (q *Sequencer[S]) park(st *sequencedStream[S]) {
+	st.running = false
+	st.queue = nil
+	st.elem = q.idle.PushFront(st)
 }
 
 // runSafely is run, except that a panic in a Decide or Evolve fails the batch (and forgets the
