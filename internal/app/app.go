@@ -121,7 +121,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 	if a.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen on HUDDLE_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 	}
-	log.Info("huddle started", "http", "http://"+a.ln.Addr().String(), "nats", a.natsURL,
+	log.Info("huddle started", "http", "http://"+a.ln.Addr().String(), "nats", natsbroker.Redact(a.natsURL),
 		"embedded_postgres", cfg.EmbeddedPostgres(), "embedded_nats", cfg.EmbeddedNATS(),
 		"took", time.Since(started).Round(time.Millisecond))
 	return a, nil
@@ -132,19 +132,25 @@ func (a *App) startNATS(ctx context.Context) error {
 	if a.cfg.EmbeddedNATS() {
 		host, portStr, _ := net.SplitHostPort(a.cfg.NATSListen) // validated by config
 		port, _ := strconv.Atoi(portStr)
+		creds, err := natsbroker.LoadOrCreateCredentials(a.cfg.DataDir)
+		if err != nil {
+			return err
+		}
 		b, err := natsbroker.Start(ctx, natsbroker.Options{
-			StoreDir:   a.cfg.NATSDir(),
-			ListenHost: host,
-			ListenPort: port,
-			SyncAlways: a.cfg.NATSSyncAlways,
-			Log:        a.log.With("component", "nats"),
+			Credentials: &creds,
+			StoreDir:    a.cfg.NATSDir(),
+			ListenHost:  host,
+			ListenPort:  port,
+			SyncAlways:  a.cfg.NATSSyncAlways,
+			Log:         a.log.With("component", "nats"),
 		})
 		if err != nil {
 			return fmt.Errorf("%w (HUDDLE_NATS_LISTEN=%s; use port 0 for a free one)", err, a.cfg.NATSListen)
 		}
 		a.broker = b
 		a.natsURL = b.ClientURL()
-		if err := os.WriteFile(a.cfg.NATSURLFile(), []byte(a.natsURL+"\n"), 0o644); err != nil {
+		// The address only: the credentials are in their own 0600 files next to it.
+		if err := os.WriteFile(a.cfg.NATSURLFile(), []byte(b.URL()+"\n"), 0o644); err != nil {
 			return fmt.Errorf("record nats url: %w", err)
 		}
 	}
@@ -163,7 +169,7 @@ func (a *App) startNATS(ctx context.Context) error {
 		if a.cfg.EmbeddedNATS() {
 			return err
 		}
-		a.log.Warn("NATS not ready yet, retrying", "url", a.natsURL, "err", err)
+		a.log.Warn("NATS not ready yet, retrying", "url", natsbroker.Redact(a.natsURL), "err", err)
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w (gave up: %v)", err, ctx.Err())
@@ -173,7 +179,7 @@ func (a *App) startNATS(ctx context.Context) error {
 	var err error
 	a.nc, err = nats.Connect(a.natsURL, nats.Name("huddle-live"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
 	if err != nil {
-		return fmt.Errorf("connect nats %s: %w", a.natsURL, err)
+		return fmt.Errorf("connect nats %s: %w", natsbroker.Redact(a.natsURL), err)
 	}
 	return nil
 }
@@ -181,7 +187,8 @@ func (a *App) startNATS(ctx context.Context) error {
 // Addr is the HTTP listener's address (useful with port 0).
 func (a *App) Addr() net.Addr { return a.ln.Addr() }
 
-// NATSURL is the NATS client URL in use (embedded or external).
+// NATSURL is the NATS client URL in use (embedded or external), with the service user's
+// credentials when NATS is embedded: keep it out of logs (natsbroker.Redact).
 func (a *App) NATSURL() string { return a.natsURL }
 
 // DatabaseURL is the Postgres URL in use.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/huddle-chat/huddle/eventstore"
 	"github.com/huddle-chat/huddle/internal/config"
 	"github.com/huddle-chat/huddle/internal/migrations"
+	"github.com/huddle-chat/huddle/internal/natsbroker"
 	"github.com/huddle-chat/huddle/internal/pgcluster"
 )
 
@@ -129,7 +131,8 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 }
 
 // NATSURL is where a CLI command finds NATS: HUDDLE_NATS_URL, else the URL the running
-// `huddle serve` recorded in the data directory.
+// `huddle serve` recorded in the data directory with the service user's credentials from the
+// data directory (readable only by the user who runs serve).
 func NATSURL(cfg config.Config) (string, error) {
 	if !cfg.EmbeddedNATS() {
 		return cfg.NATSURL, nil
@@ -141,5 +144,9 @@ func NATSURL(cfg config.Config) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return strings.TrimSpace(string(b)), nil
+	up, err := natsbroker.ReadCredentials(filepath.Join(cfg.DataDir, natsbroker.ServiceCredentialsFile))
+	if err != nil {
+		return "", fmt.Errorf("NATS credentials: %w (run as the user who runs `huddle serve`)", err)
+	}
+	return natsbroker.WithUser(strings.TrimSpace(string(b)), up), nil
 }

@@ -29,12 +29,12 @@ type Var struct {
 
 // Vars lists every variable Load reads.
 var Vars = []Var{
-	{"HUDDLE_DATA_DIR", "./huddle-data", "Where the embedded default keeps its state: postgres/, nats/, the dev JWT secret, nats.url."},
+	{"HUDDLE_DATA_DIR", "./huddle-data", "Where the embedded default keeps its state: postgres/, nats/, the dev JWT secret, nats.url, the NATS credentials (nats-huddle.auth, nats-integrator.auth; 0600)."},
 	{"HUDDLE_DATABASE_URL", "(embedded)", "PostgreSQL URL of an external server; unset runs a managed local cluster in the data dir."},
-	{"HUDDLE_NATS_URL", "(embedded)", "NATS URL(s) of an external server or cluster, comma-separated; unset runs NATS in-process."},
+	{"HUDDLE_NATS_URL", "(embedded)", "NATS URL(s) of an external server or cluster, comma-separated, with the user: nats://huddle:<password>@host:4222; unset runs NATS in-process."},
 	{"HUDDLE_HTTP_ADDR", "127.0.0.1:8080", "HTTP listen address."},
 	{"HUDDLE_JWT_SECRET", "(generated)", "HS256 secret for bearer tokens, at least 32 bytes; unset: generated once into <data dir>/jwt-secret (dev mode)."},
-	{"HUDDLE_NATS_LISTEN", "127.0.0.1:4222", "Client address of the embedded NATS server (port 0: random); the URL is written to <data dir>/nats.url."},
+	{"HUDDLE_NATS_LISTEN", "127.0.0.1:4222", "Client address of the embedded NATS server (port 0: random); the URL (no credentials) is written to <data dir>/nats.url."},
 	{"HUDDLE_NATS_SYNC_ALWAYS", "false", "Embedded NATS: fsync every JetStream write (the event store in Postgres is the record either way)."},
 	{"HUDDLE_STREAM_MAX_AGE", "168h", "Retention of the HUDDLE_EVENTS JetStream stream."},
 	{"HUDDLE_STREAM_MAX_BYTES", "10737418240", "Size cap of the HUDDLE_EVENTS stream in bytes (-1: none)."},
