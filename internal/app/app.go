@@ -50,6 +50,8 @@ type App struct {
 	cfg     config.Config
 	log     *slog.Logger
 	db      *Database
+	reqPool *pgxpool.Pool // the HTTP paths' pool: statements bounded by the request timeout
+	guard   *dbGuard
 	broker  *natsbroker.Broker // nil when NATS is external
 	natsURL string
 	nc      *nats.Conn // live notifications
@@ -93,7 +95,15 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 	}
 
 	wlog := watermill.NewSlogLogger(log.With("component", "watermill"))
+	if a.reqPool, err = a.db.BoundedPool(ctx, cfg.RequestTimeout); err != nil {
+		return nil, err
+	}
+	a.guard = newDBGuard(a.db.Pool.Config().ConnConfig.Copy(), log.With("component", "dbguard"))
 	a.Store = eventstore.New(a.db.Pool, eventstore.WithLogger(log.With("component", "eventstore")))
+	// Commands append through a store on the bounded pool: a request's statements end with it.
+	// The relay, the projectors and their rebuilds keep the unbounded pool (a rebuild's COPY
+	// of a large store may take minutes).
+	cmdStore := eventstore.New(a.reqPool, eventstore.WithLogger(log.With("component", "eventstore")))
 	if a.pub, err = natsbroker.NewPublisher(a.natsURL, wlog); err != nil {
 		return nil, err
 	}
@@ -102,13 +112,13 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 	a.Engine.Workers = max(cfg.ProjectionWorkers, 1)
 	a.blobs = blobs.New(a.db.Pool)
 	// ADAPT if internal/commands.New changes: the single line that builds the command handler.
-	cmds := commands.New(a.Store, a.blobs, commands.Options{MaxFileBytes: cfg.MaxFileBytes, Log: log.With("component", "commands")})
+	cmds := commands.New(cmdStore, a.blobs, commands.Options{MaxFileBytes: cfg.MaxFileBytes, Log: log.With("component", "commands")})
 	a.feed = live.NewFeed(a.db.Pool)
 	a.Server = api.New(api.Deps{
 		Logger:       log.With("component", "http"),
 		JWTSecret:    cfg.JWTSecret,
 		Commands:     cmds,
-		Queries:      projections.NewQueries(a.db.Pool),
+		Queries:      projections.NewQueries(a.reqPool),
 		Projections:  a.Engine,
 		Ready:        a.ready,
 		Metrics:      a.Metrics,
@@ -116,6 +126,11 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 		Live:         live.NewHub(a.nc),
 		Audit:        audit.New(a.Store),
 		Feed:         a.feed,
+
+		RequestTimeout: cfg.RequestTimeout,
+		DatabaseLost:   a.guard.Lost,
+		RatePerUser:    cfg.RatePerUser,
+		RateBurst:      cfg.RateBurst,
 	})
 
 	if a.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
@@ -198,7 +213,9 @@ func (a *App) DatabaseURL() string { return a.db.URL }
 // Migrations ran before serving started.
 func (a *App) ready(ctx context.Context) error {
 	var errs []error
-	if err := a.db.Pool.Ping(ctx); err != nil {
+	if err := a.guard.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("postgres: %w", err)) // a ping would wait out ctx
+	} else if err := a.db.Pool.Ping(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("postgres: %w", err))
 	}
 	if !a.nc.IsConnected() {
@@ -226,6 +243,7 @@ func (a *App) Run(ctx context.Context) error {
 	g.Go(func() error { return supervise(gctx, a.log, "relay", a.Relay.Run) })
 	g.Go(func() error { return supervise(gctx, a.log, "projections", a.Engine.Run) })
 	g.Go(func() error { a.housekeeping(gctx); return nil })
+	g.Go(func() error { a.guard.run(gctx); return nil })
 
 	streams, endStreams := context.WithCancel(context.Background())
 	defer endStreams()
@@ -355,6 +373,9 @@ func (a *App) Close(ctx context.Context) error {
 		if a.broker != nil {
 			a.broker.Shutdown()
 			os.Remove(a.cfg.NATSURLFile())
+		}
+		if a.reqPool != nil {
+			a.reqPool.Close()
 		}
 		if a.db != nil {
 			if err := a.db.Close(ctx); err != nil {

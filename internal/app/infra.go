@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -69,6 +70,24 @@ func OpenDatabase(ctx context.Context, cfg config.Config, log *slog.Logger) (*Da
 		return nil, err
 	}
 	return db, nil
+}
+
+// BoundedPool opens a second, smaller pool on the same database whose connections end any
+// statement (and any wait for a lock) after timeout, server-side: what serves HTTP requests,
+// which give up at that deadline anyway. Migrations, the relay, the projectors and rebuilds
+// keep Pool, unbounded. The caller closes it.
+func (db *Database) BoundedPool(ctx context.Context, timeout time.Duration) (*pgxpool.Pool, error) {
+	pcfg := db.Pool.Config()
+	pcfg.MaxConns = max(pcfg.MaxConns/2, 4)
+	ms := strconv.FormatInt(timeout.Milliseconds(), 10)
+	pcfg.ConnConfig.RuntimeParams["statement_timeout"] = ms
+	pcfg.ConnConfig.RuntimeParams["lock_timeout"] = ms
+	pcfg.ConnConfig.RuntimeParams["application_name"] = "huddle-requests"
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect database (request pool): %w", err)
+	}
+	return pool, nil
 }
 
 // pingUntil waits for the database: in docker-compose Huddle may start before Postgres.

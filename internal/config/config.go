@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -43,6 +44,10 @@ var Vars = []Var{
 	{"HUDDLE_PROJECTION_WORKERS", "8", "Events each projection takes in at once on this instance (1–32); events that arrive together are applied in one transaction, and read-your-writes holds with any number (ADR 0008)."},
 	{"HUDDLE_LOG_LEVEL", "info", "debug, info, warn or error."},
 	{"HUDDLE_SHUTDOWN_TIMEOUT", "20s", "How long a graceful shutdown may take before connections are cut."},
+	// Request bounds and the per-user rate limit (issue 14; api/limits.go, api/ratelimit.go).
+	{"HUDDLE_REQUEST_TIMEOUT", "10s", "Deadline of each HTTP request but the live stream and file/audit transfers (10 min): body read, response write, every database statement; past it, 503 unavailable."},
+	{"HUDDLE_RATE_PER_USER", "20", "Commands per second each clinic+user may send on average (token bucket); 0 turns the limit off (bench, load tests)."},
+	{"HUDDLE_RATE_BURST", "60", "Commands a user may send at once before HUDDLE_RATE_PER_USER applies; past it, 429 rate_limited with Retry-After."},
 }
 
 // IsVar reports whether Load reads the variable name.
@@ -74,6 +79,10 @@ type Config struct {
 	ProjectionWorkers int
 	LogLevel          slog.Level
 	ShutdownTimeout   time.Duration
+	// RequestTimeout, RatePerUser and RateBurst are api.Deps' fields of the same names.
+	RequestTimeout time.Duration
+	RatePerUser    float64
+	RateBurst      int
 	// JWTSecret signs and verifies tokens; JWTSecretFile is set when it came from the data dir.
 	JWTSecret     []byte
 	JWTSecretFile string
@@ -186,6 +195,16 @@ func load(getenv func(string) string) (Config, error) {
 	}
 	c.ProjectionWorkers = int(workers)
 	parseDuration("HUDDLE_SHUTDOWN_TIMEOUT", "20s", &c.ShutdownTimeout)
+	parseDuration("HUDDLE_REQUEST_TIMEOUT", "10s", &c.RequestTimeout)
+	rate := get("HUDDLE_RATE_PER_USER", "20")
+	if r, err := strconv.ParseFloat(rate, 64); err != nil || r < 0 || math.IsInf(r, 0) || math.IsNaN(r) {
+		bad("HUDDLE_RATE_PER_USER", rate, "want a number of commands per second ≥ 0 (0: no limit)")
+	} else {
+		c.RatePerUser = r
+	}
+	var burst int64
+	parseInt("HUDDLE_RATE_BURST", "60", 1, &burst)
+	c.RateBurst = int(burst)
 
 	level := get("HUDDLE_LOG_LEVEL", "info")
 	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {

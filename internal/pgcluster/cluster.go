@@ -203,6 +203,15 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	return fmt.Errorf("pgcluster: fast shutdown did not finish in time, forced an immediate shutdown: %w", ctx.Err())
 }
 
+// PID is the postmaster's process id (0 for an attached cluster). The server runs in a process
+// group of its own, -PID, which fault-injection tests signal to freeze the whole cluster.
+func (c *Cluster) PID() int {
+	if c.attached || c.proc == nil {
+		return 0
+	}
+	return c.proc.Pid
+}
+
 // Attached reports whether Start found the server already running (started by another
 // process) and connected to it instead; Stop then leaves it running.
 func (c *Cluster) Attached() bool { return c.attached }
