@@ -89,11 +89,12 @@ func New(d Deps) *Server {
 	}}))
 	e.Use(retryAfter)
 	e.Use(s.bound)
+	e.Use(checkURL)
 
 	s.registerHealthRoutes(e)
 	e.GET("/v1/openapi.yaml", serveOpenAPI)
 
-	v1 := e.Group("/v1", authenticate(d.JWTSecret), s.rateLimit(), withPositionKey(positionKey(d.JWTSecret)))
+	v1 := e.Group("/v1", authenticate(d.JWTSecret), s.rateLimit(), s.checkJSONBody, withPositionKey(positionKey(d.JWTSecret)))
 	s.registerAdminRoutes(v1.Group("/admin", requireRole(RoleAdmin)))
 	s.registerCommandRoutes(v1)
 	s.registerQueryRoutes(v1)
