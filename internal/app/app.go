@@ -66,6 +66,7 @@ type App struct {
 	blobs   *blobs.Store
 
 	ln        net.Listener
+	lock      *os.File // the data directory's lock (embedded Postgres or NATS)
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -82,6 +83,13 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 		}
 	}()
 	a.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	if cfg.EmbeddedPostgres() || cfg.EmbeddedNATS() {
+		// Before touching anything in the directory: a second serve must change nothing.
+		if a.lock, err = lockDataDir(cfg.DataDir); err != nil {
+			return nil, err
+		}
+	}
 
 	if a.db, err = OpenDatabase(ctx, cfg, log); err != nil {
 		return nil, err
@@ -381,6 +389,9 @@ func (a *App) Close(ctx context.Context) error {
 			if err := a.db.Close(ctx); err != nil {
 				errs = append(errs, err)
 			}
+		}
+		if a.lock != nil {
+			a.lock.Close() // releases the flock, last: everything in the directory is stopped
 		}
 		a.closeErr = errors.Join(errs...)
 	})
