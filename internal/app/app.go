@@ -65,6 +65,9 @@ type App struct {
 	feed    *live.Feed
 	blobs   *blobs.Store
 
+	// restartBackoff is the first wait before restarting a crashed managed Postgres.
+	restartBackoff time.Duration
+
 	ln        net.Listener
 	lock      *os.File // the data directory's lock (embedded Postgres or NATS)
 	closeOnce sync.Once
@@ -76,7 +79,7 @@ type App struct {
 // started so far is stopped again.
 func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err error) {
 	started := time.Now()
-	a := &App{cfg: cfg, log: log, Metrics: prometheus.NewRegistry()}
+	a := &App{cfg: cfg, log: log, Metrics: prometheus.NewRegistry(), restartBackoff: restartBackoff}
 	defer func() {
 		if err != nil {
 			a.Close(context.Background())
@@ -252,6 +255,7 @@ func (a *App) Run(ctx context.Context) error {
 	g.Go(func() error { return supervise(gctx, a.log, "projections", a.Engine.Run) })
 	g.Go(func() error { a.housekeeping(gctx); return nil })
 	g.Go(func() error { a.guard.run(gctx); return nil })
+	g.Go(func() error { a.db.supervise(gctx, a.restartBackoff); return nil })
 
 	streams, endStreams := context.WithCancel(context.Background())
 	defer endStreams()
@@ -276,9 +280,6 @@ func (a *App) Run(ctx context.Context) error {
 		err = fmt.Errorf("http server: %w", err)
 	case <-gctx.Done():
 		err = fmt.Errorf("background work stopped: %w", context.Cause(gctx))
-	case <-a.db.Exited():
-		// Better to exit and be restarted than to serve 503s forever.
-		err = errors.New("the managed PostgreSQL server exited unexpectedly; see " + a.cfg.PostgresDir() + "/postgres.log")
 	}
 
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)

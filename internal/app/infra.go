@@ -107,13 +107,53 @@ func pingUntil(ctx context.Context, pool *pgxpool.Pool, limit time.Duration) err
 	}
 }
 
-// Exited is closed if the managed cluster this process started dies; nil (never ready) for an
-// external or attached database.
-func (db *Database) Exited() <-chan struct{} {
+// restartBackoff is the first wait before restarting a crashed managed cluster; it doubles
+// on each failed attempt up to maxRestartBackoff. Not zero: a server that dies at once on
+// start (a full disk, a corrupt file) must not be restarted in a tight loop.
+const (
+	restartBackoff    = 500 * time.Millisecond
+	maxRestartBackoff = 30 * time.Second
+)
+
+// supervise restarts the managed cluster this process started whenever it dies (a crash, an
+// OOM kill), waiting first before the first attempt and doubling the wait after each failed
+// one, until ctx ends. Meanwhile the database watchdog answers 503 and /readyz is not ready;
+// the pools reconnect by themselves once it is back, and PostgreSQL's crash recovery keeps
+// exactly the committed transactions. An external or attached database is not ours to
+// restart: supervise then just waits for ctx.
+func (db *Database) supervise(ctx context.Context, first time.Duration) {
 	if db.cluster == nil || db.cluster.Attached() {
-		return nil
+		<-ctx.Done()
+		return
 	}
-	return db.cluster.Exited()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-db.cluster.Exited():
+		}
+		backoff := first
+		for attempt := 1; ; attempt++ {
+			db.log.Error("the managed PostgreSQL server exited; restarting it", "attempt", attempt, "in", backoff,
+				"log", filepath.Join(db.cluster.Dir(), "postgres.log"))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			err := db.cluster.Restart(rctx)
+			cancel()
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			db.log.Error("restarting PostgreSQL failed", "err", err)
+			backoff = min(2*backoff, maxRestartBackoff)
+		}
+	}
 }
 
 // Close closes the pool and stops the managed cluster (if this process started it).

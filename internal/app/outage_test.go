@@ -152,3 +152,68 @@ func TestApp_FrozenPostgresAnswers503AndRecovers(t *testing.T) {
 	waitStatus(t, base, "/v1/conversations", tok, http.StatusOK, 30*time.Second)
 	waitStatus(t, base, "/readyz", tok, http.StatusOK, 30*time.Second)
 }
+
+// put sends an admin command (a directory change) and returns its status.
+func put(t *testing.T, base, tok, user string) int {
+	t.Helper()
+	req, _ := http.NewRequest("PUT", base+"/v1/admin/users/"+user,
+		strings.NewReader(`{"name":"Ann","email":"`+user+`@clinic.test"}`))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
+	if err != nil {
+		t.Fatalf("PUT: %v", err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// A killed managed Postgres is restarted: meanwhile /readyz and commands answer 503, then
+// everything recovers by itself, with what was committed before the kill still there.
+func TestApp_KilledPostgresIsRestartedAndServiceRecovers(t *testing.T) {
+	t.Parallel()
+	cfg := testConfig(t)
+	cfg.DatabaseURL = ""
+	a, err := Start(context.Background(), cfg, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Long enough to observe the outage deterministically (the default is 500 ms).
+	a.restartBackoff = 4 * time.Second
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	base := "http://" + a.Addr().String()
+	waitReady(t, base, done)
+	admin, err := api.MintToken(cfg.JWTSecret, "boss", "c1", []string{api.RoleAdmin}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status := put(t, base, admin, "u1"); status >= 300 {
+		t.Fatalf("command before the kill: %d", status)
+	}
+
+	if err := syscall.Kill(a.db.cluster.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitStatus(t, base, "/readyz", "", http.StatusServiceUnavailable, 3*time.Second)
+	if status := put(t, base, admin, "u2"); status != http.StatusServiceUnavailable {
+		t.Fatalf("command while Postgres is down: %d, want 503", status)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Run ended when Postgres died: %v", err)
+	default:
+	}
+
+	waitStatus(t, base, "/readyz", "", http.StatusOK, 60*time.Second)
+	if status := put(t, base, admin, "u2"); status >= 300 {
+		t.Fatalf("command after recovery: %d", status)
+	}
+}
