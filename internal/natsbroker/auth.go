@@ -40,15 +40,6 @@ type Credentials struct {
 	Integrator UserPass
 }
 
-// NewCredentials returns fresh random passwords (for a server whose clients all live in this
-// process, such as a test's).
-func NewCredentials() Credentials {
-	return Credentials{
-		Service:    UserPass{ServiceUser, randomPassword()},
-		Integrator: UserPass{IntegratorUser, randomPassword()},
-	}
-}
-
 func randomPassword() string {
 	b := make([]byte, 24)
 	if _, err := rand.Read(b); err != nil {

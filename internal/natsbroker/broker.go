@@ -40,8 +40,8 @@ type Options struct {
 	SyncAlways bool
 	// ServerName names the server in logs and JetStream metadata; default "huddle-embedded".
 	ServerName string
-	// Credentials are the users' passwords (see auth.go); nil generates random ones that only
-	// this process knows (ClientURL carries them), which suits tests.
+	// Credentials are the users' passwords (see auth.go); nil reads them from (or creates them
+	// in) StoreDir, which suits tests: ClientURL and IntegratorURL carry them.
 	Credentials *Credentials
 	// Log receives the server's lifecycle events; nil discards them.
 	Log *slog.Logger
@@ -67,9 +67,16 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	creds := NewCredentials()
+	var creds Credentials
 	if opts.Credentials != nil {
 		creds = *opts.Credentials
+	} else {
+		// Kept in the store directory, so that a server restarted on it (an outage in a
+		// test) accepts the clients of the one before.
+		var err error
+		if creds, err = LoadOrCreateCredentials(opts.StoreDir); err != nil {
+			return nil, err
+		}
 	}
 	sopts := &server.Options{
 		// Every client authenticates (the port is reachable by every process on the host).
