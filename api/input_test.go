@@ -53,6 +53,10 @@ func TestInput_NULInvalidUTF8AndBidiAre400(t *testing.T) {
 			t.Errorf("%s: %d %s", body, rec.Code, rec.Body)
 		}
 	}
+	// ann must be staff of the clinic for the group to get as far as its title.
+	if rec := serve(s, "PUT", "/v1/admin/users/ann", tok, "application/json", user("Ann")); rec.Code >= 300 {
+		t.Fatalf("ann: %d %s", rec.Code, rec.Body)
+	}
 	rec := serve(s, "POST", "/v1/conversations", tok, "application/json",
 		`{"participant_ids":["u1","u2"],"title":"Ward \u202e3"}`)
 	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "title") {

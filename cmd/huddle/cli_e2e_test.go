@@ -151,6 +151,7 @@ func (s *server) directChat() (alice, bob string, conv struct{ ID string }) {
 
 func TestBench_MeasuresARunningServer(t *testing.T) {
 	s := newServer(t)
+	s.env = append(s.env, "HUDDLE_RATE_PER_USER=0") // the bench sends faster than a person
 	s.start()
 	// Every phase, briefly; the figures themselves mean nothing here (a loaded test machine),
 	// but each must be measured and complete: all sends accepted, every delivery seen.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/huddle-chat/huddle/api"
+	"github.com/huddle-chat/huddle/internal/commands"
 	"github.com/huddle-chat/huddle/internal/testenv"
 )
 
@@ -37,6 +38,10 @@ func embeddedApp(t *testing.T) (*App, string, string) {
 	})
 	base := "http://" + a.Addr().String()
 	waitReady(t, base, done)
+	// Staff must be active users of their clinic's directory.
+	if _, _, err := a.Server.Commands.SetUser(context.Background(), commands.Actor{UserID: "root", ClinicID: "c1"}, "u1", "User One", "u1@clinic.test", ""); err != nil {
+		t.Fatal(err)
+	}
 	tok, err := api.MintToken(cfg.JWTSecret, "u1", "c1", []string{api.RoleStaff}, time.Hour)
 	if err != nil {
 		t.Fatal(err)
