@@ -12,7 +12,7 @@ import (
 )
 
 type metrics struct {
-	applied, duplicates, gaps, poison *prometheus.CounterVec
+	applied, duplicates, poison, foreign *prometheus.CounterVec
 	position, lagEvents, lagSeconds   *prometheus.GaugeVec
 	watermark                         *prometheus.GaugeVec
 }
@@ -23,10 +23,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Events applied to a projection's read model (live, including gap fills)."}, []string{"projection"}),
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "huddle_projection_duplicates_total",
 			Help: "Deliveries skipped because their stream version was already applied."}, []string{"projection"}),
-		gaps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "huddle_projection_gaps_filled_total",
-			Help: "Deliveries that found missing stream versions and read them from the store."}, []string{"projection"}),
 		poison: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "huddle_projection_poison_total",
 			Help: "Events skipped after repeated non-transient failures (see projection_poison)."}, []string{"projection"}),
+		foreign: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "huddle_projection_foreign_messages_total",
+			Help: "Messages on huddle.events.> naming no event the store holds (forged, or another store's), or undecodable; ignored."}, []string{"projection"}),
 		position: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "huddle_projection_position",
 			Help: "Highest global event position a projection has applied."}, []string{"projection"}),
 		lagEvents: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "huddle_projection_lag_events",
@@ -39,8 +39,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	// A second engine on one registry (tests) shares the first one's collectors.
 	m.applied = sharedmetrics.Register(reg, m.applied)
 	m.duplicates = sharedmetrics.Register(reg, m.duplicates)
-	m.gaps = sharedmetrics.Register(reg, m.gaps)
 	m.poison = sharedmetrics.Register(reg, m.poison)
+	m.foreign = sharedmetrics.Register(reg, m.foreign)
 	m.position = sharedmetrics.Register(reg, m.position)
 	m.lagEvents = sharedmetrics.Register(reg, m.lagEvents)
 	m.lagSeconds = sharedmetrics.Register(reg, m.lagSeconds)
