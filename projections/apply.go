@@ -31,7 +31,7 @@ const (
 
 // applied is what applyIn did, for the caller to report after commit.
 type applied struct {
-	events   []eventstore.RecordedEvent            // applied, in store order
+	events   []eventstore.RecordedEvent          // applied, in store order
 	last     map[string]eventstore.RecordedEvent // each stream's newest applied event
 	deferred map[string]bool                     // streams skipped: they do not continue their checkpoint
 	dups     int

@@ -13,8 +13,8 @@ import (
 
 type metrics struct {
 	applied, duplicates, poison, foreign *prometheus.CounterVec
-	position, lagEvents, lagSeconds   *prometheus.GaugeVec
-	watermark                         *prometheus.GaugeVec
+	position, lagEvents, lagSeconds      *prometheus.GaugeVec
+	watermark                            *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
