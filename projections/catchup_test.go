@@ -103,3 +103,46 @@ func TestForgedMessage_NeverApplied(t *testing.T) {
 	}
 	e.requireSameAsRebuild()
 }
+
+// Status reports what is not applied, not how far the highest checkpoint got: events held
+// behind a failing one count as lag (and its age) although later events of other streams are
+// applied, and the lag is gone once they are.
+func TestStatus_ReportsEventsInFlightAsLag(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	release := e.hold(domain.ConversationStream("g1"))
+	e.run()
+	conv, member := faultScenario(e)
+	last := member[len(member)-1]
+	if err := e.engine.WaitFor(e.ctx, last.StreamID, last.StreamVersion); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // so the held events are measurably old
+	inbox := func() Status {
+		t.Helper()
+		st, err := e.engine.Status(e.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range st {
+			if s.Name == Inbox {
+				return s
+			}
+		}
+		t.Fatal("no inbox status")
+		return Status{}
+	}
+	s := inbox()
+	if s.Position < last.Position {
+		t.Fatalf("inbox position %d, want at least %d (the member events are applied)", s.Position, last.Position)
+	}
+	if s.LagEvents != int64(len(conv)) || s.LagSeconds <= 0 {
+		t.Errorf("inbox lag = %d events, %.3f s while %d conversation events are held, want %d and > 0",
+			s.LagEvents, s.LagSeconds, len(conv), len(conv))
+	}
+	release()
+	e.settle()
+	if s := inbox(); s.LagEvents != 0 || s.LagSeconds != 0 {
+		t.Errorf("inbox lag = %d events, %.3f s after everything was applied, want 0", s.LagEvents, s.LagSeconds)
+	}
+}
