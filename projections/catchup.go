@@ -167,7 +167,13 @@ func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 		cur = mark
 	}
 
-	// Retries first: a deferred stream's newer events in this batch then continue it.
+	// Read before anything is written: once this transaction has an id, the gap-safe read stops
+	// below it.
+	evs, err := e.store.ReadAllIn(ctx, tx, cur, e.BatchSize)
+	if err != nil {
+		return 0, err
+	}
+	// Retries are applied first: a deferred stream's newer events in this batch then continue it.
 	var retry []eventstore.RecordedEvent
 	retried := false
 	if mark != cur && a.retryDue() {
@@ -175,10 +181,6 @@ func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 		if retry, err = a.deferredEvents(ctx, tx, mark, cur); err != nil {
 			return 0, err
 		}
-	}
-	evs, err := e.store.ReadAllIn(ctx, tx, cur, e.BatchSize)
-	if err != nil {
-		return 0, err
 	}
 	next := cur
 	if len(evs) > 0 {

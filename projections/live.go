@@ -288,15 +288,3 @@ func queueMessageEvent(b *pgx.Batch, clinic, conv string, e eventstore.RecordedE
 		return err
 	})
 }
-
-func collectStrings(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]string, error) {
-	rows, err := tx.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, fmt.Errorf("live: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("live: %w", err)
-	}
-	return out, nil
-}
