@@ -86,7 +86,9 @@ func (a *applier) run(ctx context.Context) {
 			}
 			fails++
 			a.e.log.Warn("projection: catch-up failed, will retry", "projection", a.p.name, "attempt", fails, "err", err)
-			if !sleep(ctx, min(50*time.Millisecond<<min(fails, 10), 5*time.Second)) {
+			// At most 1 s: after the database comes back (a Postgres crash), whatever was
+			// committed must be applied within 2 s.
+			if !sleep(ctx, min(50*time.Millisecond<<min(fails, 10), time.Second)) {
 				return
 			}
 			continue
@@ -122,7 +124,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// step runs one catch-up transaction and returns how many events it read from the store. slow
+// step runs one catch-up transaction and returns whether it got further in the store (1) or
+// not (0). slow
 // applies one event at a time, each in a savepoint, so a failing event is told apart.
 func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 	e, p := a.e, a.p
@@ -169,7 +172,7 @@ func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 
 	// Read before anything is written: once this transaction has an id, the gap-safe read stops
 	// below it.
-	evs, err := e.store.ReadAllIn(ctx, tx, cur, e.BatchSize)
+	mine, next, err := e.store.ReadAllOfIn(ctx, tx, cur, p.categories, e.BatchSize)
 	if err != nil {
 		return 0, err
 	}
@@ -180,16 +183,6 @@ func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 		retried = true
 		if retry, err = a.deferredEvents(ctx, tx, mark, cur); err != nil {
 			return 0, err
-		}
-	}
-	next := cur
-	if len(evs) > 0 {
-		next = eventstore.CheckpointOf(evs[len(evs)-1])
-	}
-	mine := evs[:0:0]
-	for _, ev := range evs {
-		if p.handles(ev.StreamID) {
-			mine = append(mine, ev)
 		}
 	}
 	saveCursor := func(b *stmts) {
@@ -258,12 +251,16 @@ func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 	}
 	a.moved(next, ids)
 	a.retried(retried, deferred)
+	passed := 0
+	if next != cur {
+		passed = 1
+	}
 	if retried && len(retry) > 0 {
 		if err := e.advanceWatermark(ctx, p, eventstore.Checkpoint{}); err != nil {
-			return len(evs), err
+			return passed, err
 		}
 	}
-	return len(evs), nil
+	return passed, nil
 }
 
 // applyEach applies evs one at a time, each in a savepoint. A failing event defers the rest of
