@@ -255,7 +255,9 @@ func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 	if next != cur {
 		passed = 1
 	}
-	if retried && len(retry) > 0 {
+	// After a retry the watermark may pass what was deferred; once it meets the cursor again
+	// it moves with it.
+	if retried {
 		if err := e.advanceWatermark(ctx, p, eventstore.Checkpoint{}); err != nil {
 			return passed, err
 		}
