@@ -275,7 +275,10 @@ func (e *Engine) WaitFor(ctx context.Context, streamID string, version int64) er
 }
 
 func (e *Engine) waitFor(ctx context.Context, p *projection, streamID string, version int64) error {
-	backoff := 50 * time.Millisecond
+	// The recheck is one primary-key read; at most 100 ms apart, a read on another instance
+	// than the projection's reader (readers alternate between instances) waits little longer
+	// than one on the reader's.
+	backoff := 5 * time.Millisecond
 	for {
 		w := e.waiters.add(p.name, streamID, version)
 		var applied int64
@@ -294,7 +297,7 @@ func (e *Engine) waitFor(ctx context.Context, p *projection, streamID string, ve
 			return nil
 		case <-t.C:
 			e.waiters.remove(p.name, streamID, w)
-			backoff = min(backoff*2, time.Second)
+			backoff = min(backoff*2, 100*time.Millisecond)
 		case <-ctx.Done():
 			t.Stop()
 			e.waiters.remove(p.name, streamID, w)
