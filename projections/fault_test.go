@@ -194,8 +194,8 @@ func TestLiveFeed_OncePerVisibleEvent(t *testing.T) {
 	})
 }
 
-// eachWorkers runs a fault test with one worker per projection (events applied one at a time)
-// and with four (concurrent deliveries applied in group transactions, see group.go).
+// eachWorkers runs a fault test with one NATS consumer per projection and with four (messages
+// handled concurrently; they only wake the reader, catchup.go).
 func eachWorkers(t *testing.T, test func(t *testing.T, e *env)) {
 	t.Parallel()
 	for _, workers := range []int{1, 4} {

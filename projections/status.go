@@ -19,7 +19,7 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		applied: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "huddle_projection_events_applied_total",
-			Help: "Events applied to a projection's read model (live, including gap fills)."}, []string{"projection"}),
+			Help: "Events applied to a projection's read model (live, including retried ones)."}, []string{"projection"}),
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "huddle_projection_duplicates_total",
 			Help: "Deliveries skipped because their stream version was already applied."}, []string{"projection"}),
 		poison: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "huddle_projection_poison_total",
