@@ -125,8 +125,8 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // step runs one catch-up transaction and returns whether it got further in the store (1) or
-// not (0). slow
-// applies one event at a time, each in a savepoint, so a failing event is told apart.
+// not (0). slow applies one event at a time, each in a savepoint, so a failing event is told
+// apart.
 func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 	e, p := a.e, a.p
 	tx, err := e.pool.Begin(ctx)
