@@ -41,7 +41,7 @@ var Vars = []Var{
 	{"HUDDLE_STREAM_MAX_BYTES", "10737418240", "Size cap of the HUDDLE_EVENTS stream in bytes (-1: none)."},
 	{"HUDDLE_STREAM_REPLICAS", "1", "Replicas of HUDDLE_EVENTS (3 on a three-node NATS cluster)."},
 	{"HUDDLE_MAX_FILE_BYTES", "26214400", "Largest file upload in bytes (25 MiB)."},
-	{"HUDDLE_PROJECTION_WORKERS", "8", "Events each projection takes in at once on this instance (1–32); events that arrive together are applied in one transaction, and read-your-writes holds with any number (ADR 0008)."},
+	{"HUDDLE_PROJECTION_WORKERS", "8", "NATS messages each projection's consumer takes in at once on this instance (1–32). Messages only wake the projection's reader, which applies what the store holds in batches (ADR 0011)."},
 	{"HUDDLE_LOG_LEVEL", "info", "debug, info, warn or error."},
 	{"HUDDLE_SHUTDOWN_TIMEOUT", "20s", "How long a graceful shutdown may take before connections are cut."},
 	// Request bounds and the per-user rate limit (issue 14; api/limits.go, api/ratelimit.go).
