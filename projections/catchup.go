@@ -139,6 +139,11 @@ func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 	// it exclusively, and its cursor is read after the swap committed); cursor and watermark.
 	pre := &pgx.Batch{}
 	var got bool
+	// A projection's commit need not wait for the WAL flush: its cursor commits with what it
+	// applied, so a Postgres crash that loses the last few hundred milliseconds of them loses
+	// both, and the reader applies those events again from the store (which did wait). On a
+	// durable cluster that leaves the fsyncs to the appends, which need them.
+	pre.Queue(`SET LOCAL synchronous_commit TO off`)
 	pre.Queue(sqlTryReader, readerKey(p.name)).QueryRow(func(r pgx.Row) error { return r.Scan(&got) })
 	pre.Queue(sqlLockProjectionShared, lockKey(p.name))
 	var cur, mark eventstore.Checkpoint
