@@ -17,10 +17,9 @@ func TestReadAllOfIn_ReturnsTheCategoriesAndHowFarItRead(t *testing.T) {
 	mustAppend(t, s, "member-u", eventstore.ExpectAny, "", msg(3))
 	last := mustAppend(t, s, "directory-c", eventstore.ExpectAny, "", msg(4))
 
-	all, err := s.ReadAll(ctx, eventstore.Checkpoint{}, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// Once ReadAll shows all four (other databases' transactions in the shared test cluster
+	// hold the gap-safe horizon back a moment), so does any later read.
+	all := readAllEvents(t, s, 4)
 	got, passed, err := s.ReadAllOfIn(ctx, s.Pool(), eventstore.Checkpoint{}, []string{"conversation"}, 10)
 	if err != nil {
 		t.Fatal(err)
