@@ -176,20 +176,6 @@ func (s *server) kill() {
 	<-s.exited
 }
 
-// postmaster is the pid of the managed cluster's postmaster.
-func (s *server) postmaster() int {
-	s.t.Helper()
-	raw, err := os.ReadFile(filepath.Join(s.dataDir, "postgres", "data", "postmaster.pid"))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(raw), "\n", 2)[0]))
-	if err != nil {
-		s.t.Fatal(err)
-	}
-	return pid
-}
-
 func (s *server) token(user, role string) string {
 	tok, err := api.MintToken(s.secret, user, "chaos", []string{role}, 2*time.Hour)
 	if err != nil {
@@ -317,7 +303,7 @@ func (l *load) verify(t *testing.T) (lost, doubled int) {
 	count := map[string]int{}
 	after := ""
 	for {
-		path := "/v1/audit/conversations/" + l.group + "/events?limit=1000"
+		path := "/v1/audit/conversations/" + l.group + "/events?limit=100"
 		if after != "" {
 			path += "&after=" + after
 		}

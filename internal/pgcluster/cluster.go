@@ -343,6 +343,21 @@ func (c *Cluster) initdb(ctx context.Context, binDir string, as *runAs, fsync bo
 //
 // If the pid is dead, or now belongs to another program after a crash and a reboot, the file is
 // stale: remove it, since PostgreSQL refuses to start while the pid it names is alive.
+// leaving reports whether postmaster.pid's lines say the server is shutting down: its status
+// line says so, or its socket is already gone.
+func leaving(lines []string) bool {
+	if len(lines) >= 8 && strings.TrimSpace(lines[7]) == "stopping" {
+		return true
+	}
+	if len(lines) >= 5 {
+		port, sockDir := strings.TrimSpace(lines[3]), strings.TrimSpace(lines[4])
+		if _, err := os.Stat(filepath.Join(sockDir, ".s.PGSQL."+port)); errors.Is(err, os.ErrNotExist) {
+			return true
+		}
+	}
+	return false
+}
+
 func (c *Cluster) attachOrClearStalePID() (attached bool, err error) {
 	pidFile := filepath.Join(c.dataDir, "postmaster.pid")
 	b, err := os.ReadFile(pidFile)
@@ -355,6 +370,22 @@ func (c *Cluster) attachOrClearStalePID() (attached bool, err error) {
 	// Lines: pid, data dir, start time, port, socket dir, listen address, shmem key, status.
 	lines := strings.Split(string(b), "\n")
 	pid, _ := strconv.Atoi(strings.TrimSpace(lines[0]))
+	if pid > 0 && c.isOurPostmaster(pid) && leaving(lines) {
+		// A postmaster on its way out: its owner died (kill -9 of huddle serve; Pdeathsig asks
+		// the server to stop) and it is shutting down, socket already gone. Attaching would
+		// fail; wait for it to finish, then start anew.
+		c.log.Info("waiting for the previous postgres of this directory to finish stopping", "pid", pid, "dir", c.dir)
+		deadline := time.Now().Add(2 * time.Minute)
+		for c.isOurPostmaster(pid) {
+			if time.Now().After(deadline) {
+				return false, fmt.Errorf("pgcluster: postgres (pid %d) on %s did not finish stopping", pid, c.dataDir)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if _, err := os.Stat(pidFile); errors.Is(err, os.ErrNotExist) {
+			return false, nil
+		}
+	}
 	if pid > 0 && c.isOurPostmaster(pid) && len(lines) >= 5 {
 		port, err := strconv.Atoi(strings.TrimSpace(lines[3]))
 		sockDir := strings.TrimSpace(lines[4])
