@@ -116,7 +116,34 @@ func AppendAll(ctx context.Context, tx pgx.Tx, entries []Pending) error {
 		rowsIn[i] = []any{p.To.ClinicID, p.To.UserID, next[p.To], p.Kind, raw}
 		next[p.To]++
 	}
+	if len(rowsIn) <= copyAbove {
+		return insertEntries(ctx, tx, rowsIn)
+	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"live_feed"}, []string{"clinic_id", "user_id", "seq", "kind", "body"}, pgx.CopyFromRows(rowsIn)); err != nil {
+		return fmt.Errorf("live: append: %w", err)
+	}
+	return nil
+}
+
+// copyAbove is the batch size from which COPY beats one INSERT of arrays: COPY costs about a
+// millisecond of server time per call whatever it carries (the largest cost per message of a
+// live batch of a few entries, at 200 messages/s), and is about 5× faster per row for
+// thousands of rows.
+const copyAbove = 64
+
+const sqlInsertEntries = `INSERT INTO live_feed (clinic_id, user_id, seq, kind, body)
+	SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::jsonb[])`
+
+// insertEntries writes rows (clinic, user, seq, kind, body) with one statement.
+func insertEntries(ctx context.Context, tx pgx.Tx, rows [][]any) error {
+	n := len(rows)
+	clinics, users, kinds, bodies := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	seqs := make([]int64, n)
+	for i, r := range rows {
+		clinics[i], users[i], seqs[i], kinds[i] = r[0].(string), r[1].(string), r[2].(int64), r[3].(string)
+		bodies[i] = string(r[4].([]byte))
+	}
+	if _, err := tx.Exec(ctx, sqlInsertEntries, clinics, users, seqs, kinds, bodies); err != nil {
 		return fmt.Errorf("live: append: %w", err)
 	}
 	return nil
