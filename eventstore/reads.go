@@ -42,33 +42,42 @@ const readAllOfSQL = `SELECT split_part(stream_id, '-', 1) = ANY($4), global_pos
 // checkpoint of the last event it passed, whatever its category (the checkpoint to resume
 // from; after itself when it passed none).
 func (s *Store) ReadAllOfIn(ctx context.Context, q Querier, after Checkpoint, categories []string, limit int) ([]RecordedEvent, Checkpoint, error) {
+	out, passed, _, err := s.ReadAllOfInCounted(ctx, q, after, categories, limit)
+	return out, passed, err
+}
+
+// ReadAllOfInCounted is ReadAllOfIn that also says how many events it passed, of any
+// category: fewer than limit means it read all there was to read (below the gap-safe horizon).
+func (s *Store) ReadAllOfInCounted(ctx context.Context, q Querier, after Checkpoint, categories []string, limit int) ([]RecordedEvent, Checkpoint, int, error) {
 	if limit <= 0 {
 		limit = 1000
 	}
 	rows, err := q.Query(ctx, readAllOfSQL, after.TxID, after.Position, int64(limit), categories)
 	if err != nil {
-		return nil, after, fmt.Errorf("read all: %w", err)
+		return nil, after, 0, fmt.Errorf("read all: %w", err)
 	}
 	defer rows.Close()
 	var out []RecordedEvent
 	passed := after
+	n := 0
 	for rows.Next() {
+		n++
 		var e RecordedEvent
 		var match bool
 		if err := scanEvent(rows, &e, &match); err != nil {
-			return nil, after, fmt.Errorf("read all: %w", err)
+			return nil, after, 0, fmt.Errorf("read all: %w", err)
 		}
 		passed = CheckpointOf(e)
 		if !match {
 			continue
 		}
 		if err := s.upcasters.upcast(&e); err != nil {
-			return nil, after, fmt.Errorf("read all: %w", err)
+			return nil, after, 0, fmt.Errorf("read all: %w", err)
 		}
 		out = append(out, e)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, after, fmt.Errorf("read all: %w", err)
+		return nil, after, 0, fmt.Errorf("read all: %w", err)
 	}
-	return out, passed, nil
+	return out, passed, n, nil
 }

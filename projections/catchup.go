@@ -94,8 +94,8 @@ func (a *applier) run(ctx context.Context) {
 			continue
 		}
 		fails = 0
-		if n > 0 {
-			continue // more may be waiting: batches grow under load
+		if n > 0 && a.full {
+			continue // more is waiting: batches grow under load
 		}
 		wait := a.e.PollInterval
 		if d, ok := a.retryIn(); ok {
@@ -177,10 +177,13 @@ func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 
 	// Read before anything is written: once this transaction has an id, the gap-safe read stops
 	// below it.
-	mine, next, err := e.store.ReadAllOfIn(ctx, tx, cur, p.categories, e.BatchSize)
+	mine, next, scanned, err := e.store.ReadAllOfInCounted(ctx, tx, cur, p.categories, e.BatchSize)
 	if err != nil {
 		return 0, err
 	}
+	// A window shorter than the batch read all there was: the next step can wait for a
+	// wake-up instead of running a transaction to find nothing.
+	a.full = scanned >= e.BatchSize
 	// Retries are applied first: a deferred stream's newer events in this batch then continue it.
 	var retry []eventstore.RecordedEvent
 	retried := false

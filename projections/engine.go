@@ -37,8 +37,9 @@ type EventReader interface {
 	ReadStream(ctx context.Context, streamID string, fromVersion int64, limit int) ([]eventstore.RecordedEvent, error)
 	ReadStreamIn(ctx context.Context, q eventstore.Querier, streamID string, fromVersion int64, limit int) ([]eventstore.RecordedEvent, error)
 	ReadAllIn(ctx context.Context, q eventstore.Querier, after eventstore.Checkpoint, limit int) ([]eventstore.RecordedEvent, error)
-	// ReadAllOfIn is the readers' read: the events of their categories, and how far it got.
-	ReadAllOfIn(ctx context.Context, q eventstore.Querier, after eventstore.Checkpoint, categories []string, limit int) ([]eventstore.RecordedEvent, eventstore.Checkpoint, error)
+	// ReadAllOfInCounted is the readers' read: the events of their categories, how far it got,
+	// and how many events it passed.
+	ReadAllOfInCounted(ctx context.Context, q eventstore.Querier, after eventstore.Checkpoint, categories []string, limit int) ([]eventstore.RecordedEvent, eventstore.Checkpoint, int, error)
 	// EventIDAt tells a message the store wrote from one it did not.
 	EventIDAt(ctx context.Context, streamID string, version int64) (string, bool, error)
 	// Upcast brings an event read by a query of our own to its type's latest schema version.

@@ -27,6 +27,8 @@ type applier struct {
 	next    int
 	retryAt time.Time
 	retries int
+	// full is whether the last step's read filled its batch (owned by run's goroutine).
+	full bool
 }
 
 // seenCap bounds the ids an applier remembers: a handler whose event is older than that (a
