@@ -1,12 +1,16 @@
 package eventstore
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // CommandEvents are the events one command decided, under that command's id.
@@ -58,10 +62,93 @@ func (s *Store) AppendCommands(ctx context.Context, streamID string, expectedVer
 	}
 }
 
-// appendBatchOnce sends one eventstore_append per command in a single pgx batch. A batch
+// appendBatchOnce appends several commands with eventstore_append_commands (one statement);
+// when the batch holds a command appended before (HU410) it appends them command by command
+// (appendEachOnce), where each repeat gets its first run's result.
+func (s *Store) appendBatchOnce(ctx context.Context, streamID string, expected int64, args []appendArgs) ([]AppendResult, error) {
+	if len(args) == 1 {
+		return s.appendEachOnce(ctx, streamID, expected, args)
+	}
+	out, err := s.appendSetOnce(ctx, streamID, expected, args)
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) && pg.Code == "HU410" {
+		return s.appendEachOnce(ctx, streamID, expected, args)
+	}
+	if err != nil {
+		return nil, appendError(streamID, expected, err)
+	}
+	s.notify(streamID, out[len(out)-1].LastVersion)
+	return out, nil
+}
+
+const appendCommandsSQL = `SELECT global_position, tx_id, stream_version, prev_hash, hash
+	FROM eventstore_append_commands($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
+
+// appendSetOnce is one eventstore_append_commands call: the batch's events in one INSERT.
+func (s *Store) appendSetOnce(ctx context.Context, streamID string, expected int64, args []appendArgs) ([]AppendResult, error) {
+	var cmdIDs, ids, types, data, metas, digests []string
+	var sizes, versions []int32
+	for _, a := range args {
+		cmdIDs = append(cmdIDs, a.commandID)
+		sizes = append(sizes, int32(len(a.ids)))
+		ids, types, versions = append(ids, a.ids...), append(types, a.types...), append(versions, a.versions...)
+		data, metas, digests = append(data, a.data...), append(metas, a.metas...), append(digests, a.digests...)
+	}
+	rows, err := s.pool.Query(ctx, appendCommandsSQL, streamID, expected, cmdIDs, sizes, ids, types, versions, data, metas,
+		args[0].recordedAt, digests)
+	if err != nil {
+		return nil, err
+	}
+	type stored struct {
+		position, version int64
+		tx                uint64
+		prev, hash        string
+	}
+	var got []stored
+	for rows.Next() {
+		var r stored
+		if err := rows.Scan(&r.position, &r.tx, &r.version, &r.prev, &r.hash); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		got = append(got, r)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(got) != len(ids) {
+		return nil, fmt.Errorf("append to %s: store returned %d events for %d", streamID, len(got), len(ids))
+	}
+	// RETURNING follows no promised order: stream versions put the events back in theirs.
+	slices.SortFunc(got, func(a, b stored) int { return cmp.Compare(a.version, b.version) })
+	out := make([]AppendResult, len(args))
+	k := 0
+	for i, a := range args {
+		res := AppendResult{StreamID: streamID}
+		for j := range a.ids {
+			r := got[k]
+			k++
+			e := RecordedEvent{Position: r.position, TxID: r.tx, StreamID: streamID, StreamVersion: r.version,
+				EventID: a.ids[j], Type: a.types[j], SchemaVersion: int(a.versions[j]), Data: json.RawMessage(a.data[j]),
+				Metadata: a.mds[j], RecordedAt: a.recordedAt, PrevHash: r.prev, Hash: r.hash}
+			if err := s.upcasters.upcast(&e); err != nil {
+				return nil, err
+			}
+			res.Events = append(res.Events, e)
+		}
+		res.FirstVersion = res.Events[0].StreamVersion
+		last := res.Events[len(res.Events)-1]
+		res.LastVersion, res.LastPosition = last.StreamVersion, last.Position
+		out[i] = res
+	}
+	return out, nil
+}
+
+// appendEachOnce sends one eventstore_append per command in a single pgx batch. A batch
 // outside an explicit transaction runs in one implicit transaction (one Sync at its end), so
 // an error in any call rolls back the calls before it.
-func (s *Store) appendBatchOnce(ctx context.Context, streamID string, expected int64, args []appendArgs) ([]AppendResult, error) {
+func (s *Store) appendEachOnce(ctx context.Context, streamID string, expected int64, args []appendArgs) ([]AppendResult, error) {
 	b := &pgx.Batch{}
 	want := make([]int64, len(args))
 	next := expected

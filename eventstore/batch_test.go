@@ -2,7 +2,10 @@ package eventstore_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"reflect"
 	"testing"
 
 	"github.com/huddle-chat/huddle/eventstore"
@@ -62,4 +65,58 @@ func TestAppendCommands_IsAllOrNothing(t *testing.T) {
 			t.Fatalf("empty batch %v: %v", bad, err)
 		}
 	}
+}
+
+func TestAppendCommands_ManyCommandsInOneStatementKeepTheirEventsAndChain(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	ctx := context.Background()
+	mustAppend(t, s, "conversation-many", eventstore.ExpectNoStream, "first", msg(0))
+	var cmds []eventstore.CommandEvents
+	total := 0
+	for i := range 50 {
+		var evs []eventstore.EventData
+		for j := range 1 + i%3 {
+			evs = append(evs, msg(100*i+j))
+		}
+		total += len(evs)
+		cmds = append(cmds, eventstore.CommandEvents{CommandID: fmt.Sprintf("many-%d", i), Events: evs})
+	}
+	res, err := s.AppendCommands(ctx, "conversation-many", 1, cmds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, err := s.ReadStream(ctx, "conversation-many", 2, 0)
+	if err != nil || len(stored) != total {
+		t.Fatalf("stored %d events (%v), want %d", len(stored), err, total)
+	}
+	k := 0
+	for i, r := range res {
+		if len(r.Events) != len(cmds[i].Events) || r.Duplicate {
+			t.Fatalf("command %d: %+v", i, r)
+		}
+		for j, e := range r.Events {
+			want := stored[k]
+			k++
+			if e.EventID != want.EventID || e.StreamVersion != want.StreamVersion || e.Hash != want.Hash ||
+				e.PrevHash != want.PrevHash || e.Position != want.Position || !sameJSON(e.Data, want.Data) ||
+				e.Metadata.CommandID != cmds[i].CommandID {
+				t.Fatalf("command %d event %d: got %+v, stored %+v", i, j, e, want)
+			}
+		}
+		// Each command is its own repeatable unit.
+		again := mustAppend(t, s, "conversation-many", eventstore.ExpectAny, cmds[i].CommandID, msg(1))
+		if !again.Duplicate || again.FirstVersion != r.FirstVersion || again.LastVersion != r.LastVersion {
+			t.Fatalf("repeat of command %d: %+v, first %+v", i, again, r)
+		}
+	}
+	if v, err := s.Verify(ctx, "conversation-many"); err != nil || v.FirstBadVersion != 0 || v.Events != total+1 {
+		t.Fatalf("verify: %+v %v", v, err)
+	}
+}
+
+// sameJSON compares JSON by value (jsonb gives it back with other spacing).
+func sameJSON(a, b []byte) bool {
+	var x, y any
+	return json.Unmarshal(a, &x) == nil && json.Unmarshal(b, &y) == nil && reflect.DeepEqual(x, y)
 }
