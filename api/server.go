@@ -19,6 +19,7 @@ import (
 	"github.com/huddle-chat/huddle/internal/directory"
 	"github.com/huddle-chat/huddle/internal/live"
 	"github.com/huddle-chat/huddle/projections"
+	"github.com/huddle-chat/huddle/web"
 )
 
 // Deps is everything the HTTP layer needs; the composition root (internal/app) fills it.
@@ -44,6 +45,9 @@ type Deps struct {
 	Live            *live.Hub
 	Feed            *live.Feed
 	StreamHeartbeat time.Duration
+	// DevSignIn serves the web client's dev sign-in (api/devsignin.go): true only on the
+	// embedded default's generated JWT secret.
+	DevSignIn bool
 }
 
 // Server holds the handlers' dependencies.
@@ -87,6 +91,8 @@ func New(d Deps) *Server {
 	s.registerQueryRoutes(v1)
 	v1.GET("/stream", s.stream, requireRole(RoleStaff))
 	s.registerAuditRoutes(v1.Group("/audit", requireRole(RoleAuditor)))
+	e.GET("/*", web.Serve) // the web client; a catch-all, so every API route above wins
+	s.registerDevSignIn(e)
 	return s
 }
 

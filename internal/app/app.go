@@ -119,6 +119,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 		Live:         live.NewHub(a.nc),
 		Audit:        audit.New(a.Store),
 		Feed:         a.feed,
+		DevSignIn:    cfg.JWTSecretFile != "", // the generated dev secret: no identity provider
 	})
 
 	if a.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
