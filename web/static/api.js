@@ -32,8 +32,15 @@ async function fail(res) {
   return new ApiError(res.status, problem);
 }
 
+// Read-your-writes (API.md): every command answers with Huddle-Position; reads send the latest
+// one back as Huddle-Min-Position, so a chat just created or a message just sent is there when
+// the client reads it (the read models are applied asynchronously).
+let position = '';
+function remember(p) { if (p) position = p; }
+
 export async function call(method, path, body) {
   const headers = { Authorization: `Bearer ${token()}` };
+  if (method === 'GET' && position) headers['Huddle-Min-Position'] = position;
   const init = { method, headers, cache: 'no-store' };
   if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
@@ -41,6 +48,7 @@ export async function call(method, path, body) {
   }
   const res = await fetch(path, init);
   if (!res.ok) throw await fail(res);
+  if (method !== 'GET') remember(res.headers.get('Huddle-Position'));
   if (res.status === 204) return null;
   const type = res.headers.get('Content-Type') || '';
   return type.includes('json') ? res.json() : res;
@@ -58,6 +66,7 @@ export function upload(convId, file, onProgress) {
     xhr.onload = () => {
       let body = {};
       try { body = JSON.parse(xhr.responseText); } catch { /* keep empty */ }
+      remember(xhr.getResponseHeader('Huddle-Position'));
       if (xhr.status >= 200 && xhr.status < 300) resolve(body);
       else reject(new ApiError(xhr.status, body));
     };

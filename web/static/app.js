@@ -16,7 +16,7 @@ const announcer = document.getElementById('announcer');
 
 // Tests (and curious people) can read how often the client chimed: sound is otherwise
 // invisible to a headless browser.
-window.huddle = { sounds: 0, popups: 0 };
+window.huddle = { sounds: 0, popups: 0, dropStream: () => S.stream && S.stream.drop() };
 
 const S = {
   me: null, // {id, clinic, name}
@@ -550,6 +550,31 @@ async function reloadChat() {
   fillHistory();
 }
 
+// shape is what the chat's header, panel and composer show; a change of it (not a new
+// message, which changes only previews and counts) re-renders them.
+function shape(c) {
+  const people = (c.participants || []).filter((p) => !p.state || p.state === 'active').map((p) => p.id).sort();
+  return JSON.stringify([c.title, c.owner_id, c.membership, c.can_send, c.muted, c.archived, people]);
+}
+
+// refreshChatMeta follows a `conversation` event for the open chat without reloading its
+// history (that would throw away the older pages the reader scrolled up to).
+async function refreshChatMeta(summary) {
+  const chat = S.chat;
+  const before = shape(chat.summary);
+  chat.summary = { ...chat.summary, ...summary };
+  if (shape(chat.summary) === before) return;
+  const detail = await api.get(`/v1/conversations/${encodeURIComponent(chat.id)}`);
+  if (S.chat !== chat) return;
+  const people = shape(chat.detail);
+  chat.detail = detail;
+  chat.summary = detail;
+  learnNames(detail.participants);
+  renderChatHead();
+  renderComposer();
+  if (shape(detail) !== people) renderParticipants();
+}
+
 function renderChatHead() {
   const c = S.chat.summary;
   document.getElementById('chat-title').textContent = titleOf(c);
@@ -815,7 +840,7 @@ function renderComposer() {
     }
   });
   replace(el, h('form', { class: 'compose-form', onsubmit: (e) => { e.preventDefault(); send(); } },
-    h('label', { class: 'icon-button file-label', title: 'Send a file' }, icon('clip'), file),
+    h('label', { class: 'icon-button file-label' }, icon('clip'), file),
     text,
     h('button', { type: 'submit', class: 'primary' }, 'Send')), progress);
 }
@@ -927,13 +952,7 @@ function onEvent(kind, data) {
       upsert(data);
       if (data.archived) S.convs.delete(data.id);
       renderLists();
-      if (S.chat && S.chat.id === data.id) {
-        const wasActive = S.chat.summary.membership === 'active';
-        S.chat.summary = { ...S.chat.summary, ...data };
-        renderChatHead();
-        // Membership, participants or ownership changed: the panel and composer follow.
-        reloadChat().catch(() => { if (wasActive) renderComposer(); });
-      }
+      if (S.chat && S.chat.id === data.id) refreshChatMeta(data).catch(() => {});
       return;
     }
     case 'unread':
@@ -975,7 +994,8 @@ function onMessage(m) {
     if (m.sender_id !== S.me.id) markRead();
   }
   // notify is false for our own messages and in muted chats (API.md): no pop-up, no sound.
-  if (!m.notify) return;
+  // System lines (someone added, left) are not news to chime about.
+  if (!m.notify || m.kind === 'system') return;
   const c = S.convs.get(m.conversation_id);
   const title = c ? titleOf(c) : nameOf(m.sender_id);
   const text = m.kind === 'file' && m.file ? `sent ${m.file.name}` : m.text;

@@ -74,6 +74,11 @@ export function openStream({ url = '/v1/stream', headers, onEvent, onState }) {
 
   connect();
   return {
+    // drop cuts the current connection as a network failure would; the reader reconnects
+    // with Last-Event-ID (tests use it to prove the resume).
+    drop() {
+      if (controller) controller.abort();
+    },
     close() {
       stopped = true;
       if (controller) controller.abort();
