@@ -444,11 +444,21 @@ func TestWebClient_TwoColleaguesWalkTheArticle(t *testing.T) {
 	if err := os.WriteFile(upload, []byte("potassium 4.1 mmol/L\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// The progress bar's highest value, recorded as it changes (a small file is quick).
+	alice.eval(`window.maxProgress = 0; new MutationObserver(() => {
+		const p = document.querySelector('progress');
+		if (p && !p.hidden) window.maxProgress = Math.max(window.maxProgress, p.value);
+	}).observe(document.body, {subtree: true, attributes: true, attributeFilter: ['value', 'hidden']}); true`, nil)
 	fileInput := alice.fileInput("Send a file")
 	if _, err := chromedp.Call(alice.ctx, dom.SetFileInputFiles, dom.SetFileInputFilesParams{Files: []string{upload}, BackendNodeID: fileInput.id}); err != nil {
 		t.Fatalf("alice: choose a file: %v", err)
 	}
 	alice.find("button", "Download labs.txt")
+	var progress float64
+	alice.eval(`window.maxProgress`, &progress)
+	if progress != 100 {
+		t.Fatalf("alice: the upload's progress bar reached %v, want 100", progress)
+	}
 	downloads := t.TempDir()
 	if _, err := chromedp.CallBrowser(bob.ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
 		Behavior: browser.SetDownloadBehaviorBehaviorAllow, DownloadPath: downloads}); err != nil {

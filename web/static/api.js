@@ -47,6 +47,7 @@ export async function call(method, path, body) {
     init.body = JSON.stringify(body);
   }
   const res = await fetch(path, init);
+  if (res.status === 401) window.dispatchEvent(new Event('huddle:unauthorized'));
   if (!res.ok) throw await fail(res);
   if (method !== 'GET') remember(res.headers.get('Huddle-Position'));
   if (res.status === 204) return null;

@@ -107,7 +107,15 @@ async function signInPage(problem) {
           if (!api.claims(t)) return showError('That is not a token (a JWT has three parts separated by dots).');
           api.setToken(t);
           sessionStorage.removeItem('huddle.name');
-          boot().catch(showError);
+          // An expired or revoked token: back to the sign-in page rather than a page of errors.
+window.addEventListener('huddle:unauthorized', () => {
+  if (S.stream) S.stream.close();
+  S.stream = null;
+  api.clearToken();
+  signInPage('Your sign-in expired: sign in again.');
+});
+
+boot().catch(showError);
         },
       },
       h('label', { for: 'token' }, 'Bearer token'), tokenBox,
@@ -1051,5 +1059,13 @@ function chime() {
   }
   window.huddle.sounds++;
 }
+
+// An expired or revoked token: back to the sign-in page rather than a page of errors.
+window.addEventListener('huddle:unauthorized', () => {
+  if (S.stream) S.stream.close();
+  S.stream = null;
+  api.clearToken();
+  signInPage('Your sign-in expired: sign in again.');
+});
 
 boot().catch(showError);
