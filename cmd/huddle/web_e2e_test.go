@@ -308,6 +308,25 @@ func (b *tab) rowText(title string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
 
+// shot saves a screenshot as <HUDDLE_SCREENSHOTS>/<name>.png when that variable names a
+// directory (how docs/screenshots/ is made: HUDDLE_SCREENSHOTS=$PWD/docs/screenshots go test
+// -run TestWebClient ./cmd/huddle); otherwise it does nothing.
+func (b *tab) shot(name string) {
+	b.t.Helper()
+	dir := os.Getenv("HUDDLE_SCREENSHOTS")
+	if dir == "" {
+		return
+	}
+	time.Sleep(300 * time.Millisecond) // let the last render settle
+	png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		b.fatalf("screenshot %s: %v", name, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		b.t.Fatal(err)
+	}
+}
+
 // fileInput finds the file input with the accessible name. Chromium's queryAXTree does not
 // match file inputs by name (their name lives beside a user-agent shadow tree), so each file
 // input's own accessibility node is read instead.
@@ -384,13 +403,20 @@ func TestWebClient_TwoColleaguesWalkTheArticle(t *testing.T) {
 	// Sign in, dev mode: an empty directory offers demo staff; then pick a person.
 	alice.navigate(s.base + "/")
 	alice.find("heading", "Dev mode: pick a person")
+	alice.shot("1-dev-sign-in")
 	alice.find("button", "Add demo staff").click()
 	alice.find("button", "Alice Adams").click()
 	alice.find("button", "Chats")
 	alice.has("Alice Adams") // the name next to the chat bubble
 
-	// Sign in with /#token=: the token leaves the address bar and stays in the tab.
+	// Sign in with a pasted token, sign out, then with /#token=: the token leaves the address
+	// bar and stays in the tab.
 	bobToken := s.run("token", "--user", "bob", "--clinic", "c1", "--role", "staff")
+	bob.navigate(s.base + "/")
+	bob.find("textbox", "Bearer token").typeText(bobToken)
+	bob.find("button", "Sign in").click()
+	bob.find("button", "Sign out").click()
+	bob.find("heading", "Sign in to Huddle")
 	bob.navigate(s.base + "/#token=" + bobToken)
 	bob.find("button", "Chats")
 	var where struct{ URL, Stored string }
@@ -415,6 +441,7 @@ func TestWebClient_TwoColleaguesWalkTheArticle(t *testing.T) {
 	}
 	log.call(`function() { this.scrollTop = 0; this.dispatchEvent(new Event('scroll')); }`, nil)
 	alice.findAny(log, "", "carol note 1")
+	alice.shot("3-chat-history")
 
 	// New Chat: the address book as you type, "No result", then the direct chat.
 	alice.openChats()
@@ -422,6 +449,7 @@ func TestWebClient_TwoColleaguesWalkTheArticle(t *testing.T) {
 	search := alice.find("searchbox", "Search contacts")
 	search.typeText("zzz-nobody")
 	alice.has("No result")
+	alice.shot("4-new-chat-no-result")
 	search.typeText("bob")
 	alice.findIn(alice.find("list", "Contacts"), "button", "Bob Brown").click()
 	alice.find("heading", "Bob Brown")
@@ -429,6 +457,7 @@ func TestWebClient_TwoColleaguesWalkTheArticle(t *testing.T) {
 
 	// Bob, elsewhere in the client, gets the pop-up and the chime, live.
 	popup := bob.find("dialog", "New message in Alice Adams")
+	bob.shot("5-pop-up-chat-box")
 	if sounds, _ := bob.counters(); sounds < 1 {
 		t.Fatalf("bob: a new message in an unmuted chat played no sound")
 	}
@@ -479,6 +508,7 @@ func TestWebClient_TwoColleaguesWalkTheArticle(t *testing.T) {
 	alice.find("button", "Edit participants").click()
 	alice.find("searchbox", "Search contacts").typeText("carol")
 	alice.findIn(alice.find("list", "Contacts"), "button", "Carol Chen").click()
+	alice.shot("6-participants-add")
 	alice.find("button", "Add").click()
 	alice.has("You added Carol Chen")
 	alice.find("button", "Remove Carol Chen").click()
@@ -504,6 +534,9 @@ func TestWebClient_TwoColleaguesWalkTheArticle(t *testing.T) {
 	bob.absent("menuitem", "Delete group") // owner only
 	bob.find("menuitem", "Mute Notifications").click()
 	bob.find("image", "Muted")
+	bob.openChats()
+	bob.shot("2-chats-dropdown-muted")
+	bob.key(kb.Escape)
 	bob.openChats()
 	bob.inDropdown("See All Chats").click()
 	bob.find("heading", "All chats")
@@ -545,10 +578,12 @@ func TestWebClient_TwoColleaguesWalkTheArticle(t *testing.T) {
 	bob.chatOption("Unmute Notifications")
 	bob.gone("image", "Muted")
 	bob.chatOption("Leave group")
+	bob.shot("7-leave-group-confirm")
 	bob.findIn(bob.find("dialog", "Leave this group?"), "button", "Leave").click()
 	bob.has("You left the group")
 	bob.has("You cannot send chat to this group")
 	bob.gone("textbox", "Message")
+	bob.shot("8-left-the-group")
 
 	// Delete (owner only, confirmed): gone from every member's list.
 	alice.openChatFromDropdown("Ward 3 huddle")
@@ -575,6 +610,7 @@ func TestWebClient_TwoColleaguesWalkTheArticle(t *testing.T) {
 		t.Fatal("alice: at 375 px the page scrolls sideways")
 	}
 	bob.findAny(nil, "", "Sent from a phone")
+	alice.shot("9-phone")
 }
 
 // waitFor polls ok; on a time-out it reports what, and the last value seen when given.

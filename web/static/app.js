@@ -107,15 +107,7 @@ async function signInPage(problem) {
           if (!api.claims(t)) return showError('That is not a token (a JWT has three parts separated by dots).');
           api.setToken(t);
           sessionStorage.removeItem('huddle.name');
-          // An expired or revoked token: back to the sign-in page rather than a page of errors.
-window.addEventListener('huddle:unauthorized', () => {
-  if (S.stream) S.stream.close();
-  S.stream = null;
-  api.clearToken();
-  signInPage('Your sign-in expired: sign in again.');
-});
-
-boot().catch(showError);
+          boot().catch(showError);
         },
       },
       h('label', { for: 'token' }, 'Bearer token'), tokenBox,
@@ -792,10 +784,12 @@ function fillHistory() {
   if (S.chat && S.chat.cursor && list && list.scrollHeight <= list.clientHeight) loadOlder();
 }
 
-function markRead() {
+// markRead marks the open chat read while the page is in view. A message that just arrived
+// forces it: its unread count comes on a later event, so the list may still say 0.
+function markRead(force) {
   if (!S.chat || document.hidden) return;
   const c = S.convs.get(S.chat.id);
-  if (c && !c.unread_count) return;
+  if (!force && c && !c.unread_count) return;
   api.call('POST', `${convPath()}/read`, {}).catch(() => {});
 }
 
@@ -999,7 +993,7 @@ function onMessage(m) {
     const atEnd = list.scrollHeight - list.scrollTop - list.clientHeight < 80;
     addMessages([m], 'end');
     if (atEnd || m.sender_id === S.me.id) scrollToEnd();
-    if (m.sender_id !== S.me.id) markRead();
+    if (m.sender_id !== S.me.id) markRead(true);
   }
   // notify is false for our own messages and in muted chats (API.md): no pop-up, no sound.
   // System lines (someone added, left) are not news to chime about.
@@ -1066,6 +1060,12 @@ window.addEventListener('huddle:unauthorized', () => {
   S.stream = null;
   api.clearToken();
   signInPage('Your sign-in expired: sign in again.');
+});
+
+// A /#token= link opened in a tab already showing the client changes only the fragment (no
+// page load): start over so it signs in as that token's user.
+window.addEventListener('hashchange', () => {
+  if (/(?:^#|&)token=/.test(location.hash)) location.reload();
 });
 
 boot().catch(showError);
