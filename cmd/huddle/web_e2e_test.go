@@ -573,6 +573,16 @@ func TestWebClient_TwoColleaguesWalkTheArticle(t *testing.T) {
 	bob.findIn(bob.find("region", "Recent chats"), "button", "Alice Adams")
 	bob.key(kb.Escape)
 
+	// An archived group comes back through New Chat too, found by its name.
+	bob.openChatFromDropdown("Ward 3 huddle")
+	bob.chatOption("Archive chat")
+	bob.openChats()
+	bob.gone("button", "Ward 3 huddle")
+	bob.inDropdown("New Chat").click()
+	bob.find("searchbox", "Search contacts").typeText("ward 3")
+	bob.findIn(bob.find("list", "Archived chats"), "button", "Ward 3 huddle").click()
+	bob.find("heading", "Ward 3 huddle")
+
 	// Leave: confirm, then the system line and the closed input.
 	bob.openChatFromDropdown("Ward 3 huddle")
 	bob.chatOption("Unmute Notifications")
