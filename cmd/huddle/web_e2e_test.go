@@ -464,7 +464,10 @@ func TestWebClient_TwoColleaguesWalkTheArticle(t *testing.T) {
 	bob.findIn(popup, "button", "Open chat").click()
 	bob.find("heading", "Alice Adams")
 	bob.findAny(bob.find("log", "Messages"), "", "Room 4 is ready for your patient")
-	bob.send("On my way")
+	// From the keyboard: Enter sends.
+	bob.find("textbox", "Message").typeText("On my way")
+	bob.key(kb.Enter)
+	bob.findAny(bob.find("log", "Messages"), "", "On my way")
 	alice.findAny(alice.find("log", "Messages"), "", "On my way") // live into the open chat
 
 	// A file, with its download on the other side.
@@ -588,8 +591,12 @@ func TestWebClient_TwoColleaguesWalkTheArticle(t *testing.T) {
 	bob.chatOption("Unmute Notifications")
 	bob.gone("image", "Muted")
 	bob.chatOption("Leave group")
+	leave := bob.find("dialog", "Leave this group?")
 	bob.shot("7-leave-group-confirm")
-	bob.findIn(bob.find("dialog", "Leave this group?"), "button", "Leave").click()
+	if got := bob.focused(); got != "Cancel" {
+		t.Fatalf("bob: the Leave confirmation put the focus on %q, want the safe choice, Cancel", got)
+	}
+	bob.findIn(leave, "button", "Leave").click()
 	bob.has("You left the group")
 	bob.has("You cannot send chat to this group")
 	bob.gone("textbox", "Message")

@@ -927,6 +927,8 @@ async function addParticipant() {
     chat.addPick = null;
     announce(`${p.name} added`);
     await reloadChatKeepEditing();
+    const box = document.getElementById('add-search');
+    if (box) box.focus(); // ready for the next person
   } catch (err) { showError(err); }
 }
 
@@ -936,6 +938,8 @@ async function removeParticipant(p) {
     S.chat.pendingRemove = null;
     announce(`${p.name} removed`);
     await reloadChatKeepEditing();
+    const edit = document.querySelector('[data-focus=edit-p]');
+    if (edit) edit.focus(); // the removed row, and its buttons, are gone
   } catch (err) { showError(err); }
 }
 
@@ -1001,7 +1005,8 @@ function onMessage(m) {
   const c = S.convs.get(m.conversation_id);
   const title = c ? titleOf(c) : nameOf(m.sender_id);
   const text = m.kind === 'file' && m.file ? `sent ${m.file.name}` : m.text;
-  announce(`New message from ${nameOf(m.sender_id)} in ${title}: ${text}`);
+  // The open chat's history is a live log that screen readers read out already.
+  if (!open) announce(`New message from ${nameOf(m.sender_id)} in ${title}: ${text}`);
   if (!open || document.hidden) chime();
   if (!open) popup(m.conversation_id, title, `${nameOf(m.sender_id)}: ${text}`);
 }
