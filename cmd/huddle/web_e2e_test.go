@@ -433,6 +433,15 @@ func TestWebClient_TwoColleaguesWalkTheArticle(t *testing.T) {
 		s.expect(201, "POST", "/v1/conversations/"+carolChat.ID+"/messages", carolToken, fmt.Sprintf(`{"text":"carol note %d"}`, i))
 	}
 	alice.findAny(nil, "dialog", "New message in Carol Chen") // the pop-up chat box
+	// Open the chat once the read models hold all 40 (its preview is the last), so the first
+	// page is the newest 30 and the oldest can only come from scrolling up.
+	alice.openChats()
+	var row string
+	waitFor(t, "the last of Carol's messages in Alice's chat list", func() bool {
+		row = alice.rowText("Carol Chen")
+		return strings.Contains(row, "carol note 40")
+	}, &row)
+	alice.key(kb.Escape)
 	alice.openChatFromDropdown("Carol Chen")
 	log := alice.find("log", "Messages")
 	alice.findAny(log, "", "carol note 40")
@@ -545,7 +554,6 @@ func TestWebClient_TwoColleaguesWalkTheArticle(t *testing.T) {
 	bob.find("heading", "All chats")
 	sounds, popups := bob.counters()
 	alice.send("Quiet please, rounds")
-	var row string
 	waitFor(t, "bob's unread badge on the muted group", func() bool {
 		row = bob.rowText("Ward 3 huddle")
 		return strings.Contains(row, "unread: 1")
