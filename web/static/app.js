@@ -10,6 +10,7 @@ import { h, replace, icon } from './dom.js';
 const RECENT = 8; // chats shown in the dropdown
 const PAGE = 20; // chats per page of See All Chats
 const HISTORY = 30; // messages per page of a chat's history
+const LIVE = 50; // stream messages kept per chat, to fill a history page the read models lag
 
 const app = document.getElementById('app');
 const announcer = document.getElementById('announcer');
@@ -27,6 +28,7 @@ const S = {
   view: 'home',
   chat: null, // the open chat
   stream: null,
+  live: new Map(), // conversation id -> the last LIVE messages the stream brought
 };
 
 function announce(text) {
@@ -544,6 +546,10 @@ async function reloadChat() {
   const list = document.getElementById('messages');
   replace(list);
   addMessages(page.messages, 'end');
+  // The read models may not hold what the stream already brought (another person's write
+  // carries no position to wait for): add those live messages newer than the page.
+  const last = page.messages.length ? Date.parse(page.messages[page.messages.length - 1].sent_at) : 0;
+  addMessages((S.live.get(chat.id) || []).filter((m) => Date.parse(m.sent_at) >= last), 'end');
   list.scrollTop = list.scrollHeight;
   document.getElementById('earlier').hidden = !chat.cursor;
   markRead();
@@ -991,6 +997,9 @@ function onEvent(kind, data) {
 }
 
 function onMessage(m) {
+  const live = S.live.get(m.conversation_id) || [];
+  live.push(m);
+  S.live.set(m.conversation_id, live.slice(-LIVE));
   const open = S.chat && S.chat.id === m.conversation_id;
   if (open) {
     const list = document.getElementById('messages');
