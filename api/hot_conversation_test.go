@@ -183,3 +183,25 @@ func TestReusedClientMessageIDWithOtherContentIsAConflict(t *testing.T) {
 	e.expect(e.upload(id, ann, "b.txt", []byte("x"), "k-1"), 409, domain.CodeConflict)
 	e.messagesOnce(id, 1)
 }
+
+func TestConcurrentDirectoryChangesAreNeverRefusedForConcurrency(t *testing.T) {
+	t.Parallel()
+	e := newCmdEnv(t, 1<<20)
+	admin := e.token("root", RoleAdmin)
+	var wg sync.WaitGroup
+	answers := make([]int, 16)
+	for i := range answers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			answers[i], _, _ = e.post("PUT", fmt.Sprintf("/v1/admin/users/user-%d", i), admin,
+				map[string]any{"name": fmt.Sprintf("User %d", i), "email": fmt.Sprintf("u%d@clinic.test", i)})
+		}()
+	}
+	wg.Wait()
+	for i, status := range answers {
+		if status != http.StatusOK {
+			t.Fatalf("PUT user-%d answered %d (all: %v): a conflict must be retried, never a 500", i, status, answers)
+		}
+	}
+}

@@ -45,6 +45,16 @@ type Deps struct {
 	Live            *live.Hub
 	Feed            *live.Feed
 	StreamHeartbeat time.Duration
+	// RequestTimeout bounds every request but the live stream and transfers (api/limits.go);
+	// 0 takes DefaultRequestTimeout.
+	RequestTimeout time.Duration
+	// DatabaseLost returns a context that ends when the database watchdog finds Postgres
+	// unreachable (and a fresh one once it answers again); nil: no watchdog.
+	DatabaseLost func() context.Context
+	// RatePerUser commands per second per clinic+user, with bursts of RateBurst
+	// (api/ratelimit.go); 0 turns the limit off.
+	RatePerUser float64
+	RateBurst   int
 	// DevSignIn serves the web client's dev sign-in (api/devsignin.go): true only on the
 	// embedded default's generated JWT secret.
 	DevSignIn bool
@@ -67,6 +77,9 @@ func New(d Deps) *Server {
 	if d.MaxFileBytes == 0 {
 		d.MaxFileBytes = 25 << 20
 	}
+	if d.RequestTimeout == 0 {
+		d.RequestTimeout = DefaultRequestTimeout
+	}
 	e := echo.New()
 	e.HideBanner = true
 	e.HidePort = true
@@ -81,11 +94,15 @@ func New(d Deps) *Server {
 		d.Logger.Error("panic recovered", "path", c.Path(), "err", err, "stack", string(stack))
 		return err
 	}}))
+	e.Use(retryAfter)
+	e.Use(s.bound)
+	e.Use(checkURL)
 
 	s.registerHealthRoutes(e)
 	e.GET("/v1/openapi.yaml", serveOpenAPI)
 
-	v1 := e.Group("/v1", authenticate(d.JWTSecret), withPositionKey(positionKey(d.JWTSecret)), withStaffChecker(staffChecker(d.Commands)))
+	v1 := e.Group("/v1", authenticate(d.JWTSecret), s.rateLimit(), s.checkJSONBody, withPositionKey(positionKey(d.JWTSecret)),
+		withStaffChecker(staffChecker(d.Commands)))
 	s.registerAdminRoutes(v1.Group("/admin", requireRole(RoleAdmin)))
 	s.registerCommandRoutes(v1)
 	s.registerQueryRoutes(v1)

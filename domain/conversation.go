@@ -233,6 +233,9 @@ func DecideConversation(c Conversation, dir Directory, cmd ConversationCommand) 
 		if cmd.Name == "" || cmd.Size < 0 || cmd.ContentType == "" || len(cmd.SHA256) != 64 {
 			return nil, newError(CodeInvalid, "file: name, size, content type and sha256 are required")
 		}
+		if err := checkNoBidi("file name", cmd.Name); err != nil {
+			return nil, err
+		}
 		if err := checkClientMessageID(cmd.ClientMessageID); err != nil {
 			return nil, err
 		}

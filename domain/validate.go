@@ -30,7 +30,8 @@ func checkID(field, s string) error {
 	return nil
 }
 
-// cleanLine trims s and checks it is a single line of 1..max runes without control characters.
+// cleanLine trims s and checks it is a single line of 1..max runes without control characters
+// or bidi controls (names and titles).
 // Postgres jsonb rejects NUL, so control characters are refused here rather than failing later.
 func cleanLine(field, s string, min, max int) (string, error) {
 	s = strings.TrimSpace(s)
@@ -48,6 +49,9 @@ func cleanLine(field, s string, min, max int) (string, error) {
 		if unicode.IsControl(r) {
 			return "", newError(CodeInvalid, field+": contains control characters")
 		}
+	}
+	if err := checkNoBidi(field, s); err != nil {
+		return "", err
 	}
 	return s, nil
 }

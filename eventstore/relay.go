@@ -75,7 +75,14 @@ type Relay struct {
 	m     relayMetrics
 
 	running, active, standby, dbOK atomic.Bool
+	// lagMeasured is when updateLag last ran (only the publishing goroutine touches it).
+	lagMeasured time.Time
 }
+
+// lagEvery bounds how often the relay measures its lag: the measure scans what is stored
+// after the checkpoint, and run after every batch it was the database's largest cost per
+// message (0.8 ms a call, once a message at 200 messages/s).
+const lagEvery = time.Second
 
 type relayMetrics struct {
 	lagEvents, lagSeconds, active prometheus.Gauge
@@ -272,6 +279,10 @@ func (r *Relay) publish(ctx context.Context, conn *pgx.Conn, e RecordedEvent, cp
 // updateLag measures what is stored but not yet published, including rows of transactions
 // still in flight. The count is capped so a large backlog costs a bounded scan.
 func (r *Relay) updateLag(ctx context.Context, conn *pgx.Conn, cp Checkpoint) error {
+	if time.Since(r.lagMeasured) < lagEvery {
+		return nil
+	}
+	r.lagMeasured = time.Now()
 	var n int64
 	var oldest *time.Time
 	err := conn.QueryRow(ctx, `SELECT count(*), min(recorded_at) FROM (

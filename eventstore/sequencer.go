@@ -23,8 +23,9 @@ type Command[S any] struct {
 	// result (Duplicate) and appends nothing.
 	ID string
 	// MayRepeat marks an id that a client can send again (derived from its idempotency key):
-	// the store is asked for a first run before deciding, so a repeat answers with what was
-	// sent the first time even if the state has moved on. Fresh random ids skip that read.
+	// a repeat answers with what was sent the first time even if the state has moved on. The
+	// append finds a repeat that decides again; one that is now refused (or a no-op) is looked
+	// up in the store before it is refused. Fresh random ids never are.
 	MayRepeat bool
 	// Decide returns the events the command appends to the state at version (none: a no-op),
 	// or the error that refuses it. It must not keep or change state: the sequencer evolves
@@ -152,15 +153,29 @@ func (q *Sequencer[S]) Execute(ctx context.Context, streamID string, cmd Command
 		return AppendResult{}, fmt.Errorf("%s: %d commands queued: %w", streamID, n, ErrBusy)
 	}
 	st.queue = append(st.queue, qc)
-	if !st.running {
+	lead := !st.running
+	if lead {
 		st.running = true
 		if st.elem != nil {
 			q.idle.Remove(st.elem)
 			st.elem = nil
 		}
-		go q.drain(st)
 	}
 	q.mu.Unlock()
+	if lead {
+		// The stream was idle: this caller runs the first batch (its own command first) on its
+		// own goroutine, with no hand-off; whatever queued meanwhile goes on in a goroutine.
+		if batch := q.take(st); batch != nil {
+			q.runSafely(st, batch)
+		}
+		q.mu.Lock()
+		if len(st.queue) > 0 {
+			go q.drain(st)
+		} else {
+			q.park(st)
+		}
+		q.mu.Unlock()
+	}
 	select {
 	case out := <-qc.done:
 		return out.res, out.err
@@ -215,21 +230,57 @@ func (q *Sequencer[S]) stream(id string) *sequencedStream[S] {
 // stream as idle and ends: no goroutine outlives a stream's work.
 func (q *Sequencer[S]) drain(st *sequencedStream[S]) {
 	for {
-		q.mu.Lock()
-		n := min(len(st.queue), q.opts.MaxBatch)
-		if n == 0 {
-			st.running = false
-			st.queue = nil
-			st.elem = q.idle.PushFront(st)
+		batch := q.take(st)
+		if batch == nil {
+			q.mu.Lock()
+			if len(st.queue) == 0 {
+				q.park(st)
+				q.mu.Unlock()
+				return
+			}
 			q.mu.Unlock()
-			return
+			continue
 		}
-		batch := make([]*queuedCommand[S], n)
-		copy(batch, st.queue)
-		st.queue = st.queue[n:]
-		q.mu.Unlock()
-		q.run(st, batch)
+		q.runSafely(st, batch)
 	}
+}
+
+// take removes the next batch from st's queue (nil when it is empty).
+func (q *Sequencer[S]) take(st *sequencedStream[S]) []*queuedCommand[S] {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := min(len(st.queue), q.opts.MaxBatch)
+	if n == 0 {
+		return nil
+	}
+	batch := make([]*queuedCommand[S], n)
+	copy(batch, st.queue)
+	st.queue = st.queue[n:]
+	return batch
+}
+
+// park files a stream with nothing queued as idle. q.mu must be held.
+func (q *Sequencer[S]) park(st *sequencedStream[S]) {
+	st.running = false
+	st.queue = nil
+	st.elem = q.idle.PushFront(st)
+}
+
+// runSafely is run, except that a panic in a Decide or Evolve fails the batch (and forgets the
+// state) instead of taking the whole process down with the stream's goroutine.
+func (q *Sequencer[S]) runSafely(st *sequencedStream[S], batch []*queuedCommand[S]) {
+	defer func() {
+		if p := recover(); p != nil {
+			q.forget(st)
+			for _, qc := range batch {
+				select {
+				case qc.done <- commandOutcome{err: fmt.Errorf("%s: command panicked: %v", st.id, p)}:
+				default: // already answered
+				}
+			}
+		}
+	}()
+	q.run(st, batch)
 }
 
 // decision is what one command came to in a round: events to append, or a final outcome.
@@ -269,7 +320,10 @@ func (q *Sequencer[S]) run(st *sequencedStream[S], batch []*queuedCommand[S]) {
 				return
 			}
 		}
-		decisions, err := q.decide(ctx, st, batch)
+		// A repeat is found by its append (the store answers it with the first run) or, when
+		// it is refused on the state that has moved on since, by a look-up then; only after a
+		// conflict (which a repeat amid a batch causes) are all of them looked up first.
+		decisions, err := q.decide(ctx, st, batch, attempt > 0)
 		if err != nil {
 			replyAll(batch, commandOutcome{err: err})
 			return
@@ -314,10 +368,13 @@ func replyAll[S any](batch []*queuedCommand[S], out commandOutcome) {
 // decide runs every command of the batch in order against the state the ones before it
 // leave. A refusal or no-op is double-checked against the store once per round: if another
 // instance moved the stream on, the round starts over on the fresh state.
-func (q *Sequencer[S]) decide(ctx context.Context, st *sequencedStream[S], batch []*queuedCommand[S]) ([]decision, error) {
-	firsts, err := q.firstRuns(ctx, batch)
-	if err != nil {
-		return nil, err
+func (q *Sequencer[S]) decide(ctx context.Context, st *sequencedStream[S], batch []*queuedCommand[S], lookUpRepeats bool) ([]decision, error) {
+	var firsts map[string]AppendResult
+	if lookUpRepeats {
+		var err error
+		if firsts, err = q.firstRuns(ctx, batch); err != nil {
+			return nil, err
+		}
 	}
 	verified := false
 	for {
@@ -337,6 +394,17 @@ func (q *Sequencer[S]) decide(ctx context.Context, st *sequencedStream[S], batch
 			}
 			seen[qc.cmd.ID] = i
 			events, err := qc.cmd.Decide(state, version)
+			if (err != nil || len(events) == 0) && qc.cmd.MayRepeat && !lookUpRepeats {
+				// Refused, or nothing to do: perhaps because it ran before.
+				found, ferr := q.firstRuns(ctx, []*queuedCommand[S]{qc})
+				if ferr != nil {
+					return nil, ferr
+				}
+				if first, ok := found[qc.cmd.ID]; ok {
+					out[i] = decision{decided: true, dupOf: -1, outcome: commandOutcome{res: first}}
+					continue
+				}
+			}
 			if err != nil || len(events) == 0 {
 				if !verified {
 					verified = true

@@ -222,3 +222,17 @@ func TestSequencer_KeepsAtMostMaxStreamsIdle(t *testing.T) {
 		t.Fatalf("evicted stream: %+v %v", res, err)
 	}
 }
+
+func TestSequencer_APanickingDecisionFailsItsBatchNotTheProcess(t *testing.T) {
+	t.Parallel()
+	s := newStore(t)
+	q := eventstore.NewSequencer(s, counterAgg, eventstore.SequencerOptions{})
+	ctx := context.Background()
+	boom := func(counter, int64) ([]eventstore.EventData, error) { panic("bug in a rule") }
+	if _, err := q.Execute(ctx, "conversation-panic", eventstore.Command[counter]{ID: "p", Decide: boom}); err == nil {
+		t.Fatal("a panicking decision must fail its command")
+	}
+	if res, err := q.Execute(ctx, "conversation-panic", incrementCommand("after")); err != nil || res.LastVersion != 1 {
+		t.Fatalf("the stream must go on after a panic: %+v %v", res, err)
+	}
+}

@@ -151,3 +151,38 @@ func benchInbox(b *testing.B, ctx context.Context, pool *pgxpool.Pool, users []s
 	b.ReportMetric(pct(0.50), "p50_ms")
 	b.ReportMetric(pct(0.99), "p99_ms")
 }
+
+// BenchmarkLiveDrain measures the live path's throughput: a reader applying a generated store
+// from its cursor, in batches, with the live feed (events/s until every event is applied).
+//
+//	HUDDLE_BENCH_EVENTS=20000 go test -run '^$' -bench LiveDrain -benchtime 1x ./projections/
+func BenchmarkLiveDrain(b *testing.B) {
+	ctx := context.Background()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		pool, _ := testenv.Postgres(b)
+		broker := testenv.NATS(b)
+		store := eventstore.New(pool)
+		_, total := generateStore(b, ctx, store, benchEvents())
+		var lastStream string
+		var lastVersion int64
+		if err := pool.QueryRow(ctx, `SELECT stream_id, stream_version FROM events ORDER BY tx_id DESC, global_position DESC LIMIT 1`).Scan(&lastStream, &lastVersion); err != nil {
+			b.Fatal(err)
+		}
+		e := NewEngine(pool, store, broker.ClientURL(), slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), nil)
+		e.Bootstrap = false
+		runCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		b.StartTimer()
+		start := time.Now()
+		go func() { done <- e.Run(runCtx) }()
+		if err := e.WaitFor(ctx, lastStream, lastVersion); err != nil {
+			b.Fatal(err)
+		}
+		elapsed := time.Since(start)
+		b.StopTimer()
+		cancel()
+		<-done
+		b.ReportMetric(float64(total)/elapsed.Seconds(), "events/s")
+	}
+}

@@ -2,7 +2,6 @@ package projections
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
@@ -55,101 +54,201 @@ const (
 )
 
 // appendLive appends the feed entries for events (already applied in tx) and returns whom to
-// ping after commit.
+// ping after commit. Three round trips for a whole batch, however many events and users: what
+// each event needs (who sees it, its message row, who had muted the chat, participants), then
+// every summary and unread body the entries carry (each distinct one read once: they are all
+// read after the batch's statements, so repeats would read the same), then the appends.
 func appendLive(ctx context.Context, tx pgx.Tx, events []eventstore.RecordedEvent) ([]live.Target, error) {
-	q := &Queries{pool: tx}
-	var targets []live.Target
-	var pending []live.Pending
-	add := func(clinic, user, kind string, body any) error {
-		to := live.Target{ClinicID: clinic, UserID: user}
-		pending = append(pending, live.Pending{To: to, Kind: kind, Body: body})
-		targets = append(targets, to)
-		return nil
+	type item struct {
+		clinic, conv, user string // user: a member event's
+		unread             bool   // a member event that moves the unread counts
+		deleted            bool   // GroupDeleted: inboxUsers get `removed`
+		inboxUsers         []string
+		m                  messageEvent
+		member             bool
 	}
-	summary := func(clinic, user, conv string) error {
-		c, err := q.GetConversation(ctx, clinic, user, conv)
-		if errors.Is(err, ErrNotFound) {
-			return nil
+	type convKey struct{ clinic, conv string }
+	var items []*item
+	parts := map[convKey][]Participant{}
+	convsOf := map[string][]string{} // clinic → conversations whose participants summaries need
+
+	// Round trip 1: each event's facts.
+	b1 := &pgx.Batch{}
+	needParts := func(clinic, conv string) {
+		k := convKey{clinic, conv}
+		if _, ok := parts[k]; !ok {
+			parts[k] = nil
+			convsOf[clinic] = append(convsOf[clinic], conv)
 		}
-		if err != nil {
-			return err
-		}
-		return add(clinic, user, live.KindConversation, c.Summary)
-	}
-	unread := func(clinic, user string) error {
-		u, err := q.Unread(ctx, clinic, user)
-		if err != nil {
-			return err
-		}
-		return add(clinic, user, live.KindUnread, u)
 	}
 	for _, e := range events {
 		ev, err := domain.Decode(e.Type, e.Data)
 		if err != nil {
 			continue // the projector already decided what to do with it
 		}
-		clinic := clinicOf(e)
+		it := &item{clinic: clinicOf(e)}
 		switch e.Category() {
 		case domain.CategoryMember:
-			user := streamSuffix(e.StreamID)
-			var conv string
+			it.member, it.user = true, streamSuffix(e.StreamID)
 			switch x := ev.(type) {
 			case domain.ConversationMuted:
-				conv = x.ConversationID
+				it.conv = x.ConversationID
 			case domain.ConversationUnmuted:
-				conv = x.ConversationID
+				it.conv = x.ConversationID
 			case domain.ConversationArchived:
-				conv = x.ConversationID
+				it.conv = x.ConversationID
 			case domain.ConversationUnarchived:
-				conv = x.ConversationID
+				it.conv = x.ConversationID
 			case domain.ReadMarkerMoved:
-				conv = x.ConversationID
-				if err := unread(clinic, user); err != nil {
-					return nil, err
-				}
+				it.conv, it.unread = x.ConversationID, true
 			default:
 				continue
 			}
-			if err := summary(clinic, user, conv); err != nil {
-				return nil, err
-			}
+			needParts(it.clinic, it.conv)
 		case domain.CategoryConversation:
-			conv := streamSuffix(e.StreamID)
+			it.conv = streamSuffix(e.StreamID)
 			if _, deleted := ev.(domain.GroupDeleted); deleted {
-				users, err := collectStrings(ctx, tx, sqlInboxUsers, clinic, conv)
+				it.deleted = true
+				b1.Queue(sqlInboxUsers, it.clinic, it.conv).Query(func(rows pgx.Rows) (err error) {
+					it.inboxUsers, err = pgx.CollectRows(rows, pgx.RowTo[string])
+					return err
+				})
+				break
+			}
+			queueMessageEvent(b1, it.clinic, it.conv, e, &it.m)
+			needParts(it.clinic, it.conv)
+		default:
+			continue
+		}
+		items = append(items, it)
+	}
+	for clinic, convs := range convsOf {
+		b1.Queue(sqlParticipants, clinic, convs).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				conv, p, err := scanParticipant(rows)
 				if err != nil {
-					return nil, err
+					return err
 				}
-				for _, u := range users {
-					if err := add(clinic, u, live.KindRemoved, LiveRemoved{ConversationID: conv}); err != nil {
-						return nil, err
-					}
-				}
-				continue
+				k := convKey{clinic, conv}
+				parts[k] = append(parts[k], p)
 			}
-			m, err := readMessageEvent(ctx, tx, clinic, conv, e)
+			return rows.Err()
+		})
+	}
+	if b1.Len() > 0 {
+		if err := tx.SendBatch(ctx, b1).Close(); err != nil {
+			return nil, fmt.Errorf("live: read events: %w", err)
+		}
+	}
+
+	// Round trip 2: the summaries and unread bodies the entries carry.
+	type sumKey struct{ clinic, user, conv string }
+	type userKey struct{ clinic, user string }
+	summaries := map[sumKey]*Summary{}
+	unreads := map[userKey]*Unread{}
+	b2 := &pgx.Batch{}
+	wantSummary := func(clinic, user, conv string) {
+		k := sumKey{clinic, user, conv}
+		if _, ok := summaries[k]; ok {
+			return
+		}
+		summaries[k] = nil
+		b2.Queue(sqlGetConversation, clinic, user, conv).Query(func(rows pgx.Rows) error {
+			sums, err := pgx.CollectRows(rows, scanSummary)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			users, msgs := m.seers, m.messages
-			if len(msgs) == 1 && msgs[0].Kind != "system" {
-				// A plain message, the hot path: the message entry says it all, plus the new
-				// unread counts of everyone but the sender.
-				if err := messageFanOut(ctx, tx, clinic, conv, m, add); err != nil {
-					return nil, err
-				}
-				continue
+			if len(sums) == 1 {
+				withParticipants(&sums[0], parts[convKey{clinic, conv}], user)
+				summaries[k] = &sums[0]
 			}
-			for _, u := range users {
-				if len(msgs) == 1 {
-					m := msgs[0]
-					if err := add(clinic, u, live.KindMessage, LiveMessage{Message: m, ConversationID: conv, Notify: false}); err != nil {
-						return nil, err
-					}
+			return nil
+		})
+	}
+	wantUnread := func(clinic, user string) {
+		k := userKey{clinic, user}
+		if _, ok := unreads[k]; ok {
+			return
+		}
+		unreads[k] = nil
+		b2.Queue(sqlUnread, clinic, user).Query(func(rows pgx.Rows) error {
+			u, err := unreadFrom(rows)
+			unreads[k] = &u
+			return err
+		})
+	}
+	for _, it := range items {
+		switch {
+		case it.member:
+			if it.unread {
+				wantUnread(it.clinic, it.user)
+			}
+			wantSummary(it.clinic, it.user, it.conv)
+		case it.deleted:
+		default:
+			plain := it.m.plain()
+			for _, u := range it.m.seers {
+				wantSummary(it.clinic, u, it.conv)
+				if plain && u != it.m.messages[0].SenderID {
+					wantUnread(it.clinic, u)
 				}
-				if err := summary(clinic, u, conv); err != nil {
-					return nil, err
+			}
+		}
+	}
+	if b2.Len() > 0 {
+		if err := tx.SendBatch(ctx, b2).Close(); err != nil {
+			return nil, fmt.Errorf("live: summaries: %w", err)
+		}
+	}
+
+	// Round trip 3: the entries, in event order; per event in user id order, so two
+	// transactions lock the users' feed cursors in a consistent order.
+	var targets []live.Target
+	var pending []live.Pending
+	add := func(clinic, user, kind string, body any) {
+		to := live.Target{ClinicID: clinic, UserID: user}
+		pending = append(pending, live.Pending{To: to, Kind: kind, Body: body})
+		targets = append(targets, to)
+	}
+	summary := func(clinic, user, conv string) {
+		if s := summaries[sumKey{clinic, user, conv}]; s != nil {
+			add(clinic, user, live.KindConversation, *s)
+		}
+	}
+	unread := func(clinic, user string) {
+		if u := unreads[userKey{clinic, user}]; u != nil {
+			add(clinic, user, live.KindUnread, *u)
+		}
+	}
+	for _, it := range items {
+		switch {
+		case it.member:
+			if it.unread {
+				unread(it.clinic, it.user)
+			}
+			summary(it.clinic, it.user, it.conv)
+		case it.deleted:
+			for _, u := range it.inboxUsers {
+				add(it.clinic, u, live.KindRemoved, LiveRemoved{ConversationID: it.conv})
+			}
+		case it.m.plain():
+			// A plain message, the hot path: the message entry (notify unless it is their own
+			// or they had muted the chat), the conversation's new summary, and for everyone but
+			// the sender the new unread counts.
+			m := it.m.messages[0]
+			for _, u := range it.m.seers {
+				add(it.clinic, u, live.KindMessage, LiveMessage{Message: m, ConversationID: it.conv, Notify: m.SenderID != u && !it.m.muted[u]})
+				summary(it.clinic, u, it.conv)
+				if u != m.SenderID {
+					unread(it.clinic, u)
 				}
+			}
+		default:
+			for _, u := range it.m.seers {
+				if len(it.m.messages) == 1 {
+					add(it.clinic, u, live.KindMessage, LiveMessage{Message: it.m.messages[0], ConversationID: it.conv, Notify: false})
+				}
+				summary(it.clinic, u, it.conv)
 			}
 		}
 	}
@@ -159,138 +258,33 @@ func appendLive(ctx context.Context, tx pgx.Tx, events []eventstore.RecordedEven
 	return targets, nil
 }
 
-// messageEvent is what the live feed needs to know about a conversation event, read in one
-// round trip after the event was applied: who can see it, its message row (if it has one), and
-// for a plain message, who had muted the chat and the participants.
+// messageEvent is what the live feed needs to know about a conversation event: who can see
+// it, its message row (if it has one), and who had muted the chat when it was stored.
 type messageEvent struct {
 	seers    []string
 	messages []Message
 	muted    map[string]bool
-	parts    []Participant
 }
 
-func readMessageEvent(ctx context.Context, tx pgx.Tx, clinic, conv string, e eventstore.RecordedEvent) (messageEvent, error) {
-	batch := &pgx.Batch{}
-	batch.Queue(sqlSeers, clinic, conv, e.StreamVersion)
-	batch.Queue(sqlMessageAt, clinic, conv, e.StreamVersion)
-	batch.Queue(sqlMutedAt, clinic, conv, e.StreamVersion, e.Position)
-	batch.Queue(sqlParticipants, clinic, []string{conv})
-	results := tx.SendBatch(ctx, batch)
-	defer results.Close()
-	var m messageEvent
-	rows, err := results.Query()
-	if err == nil {
+// plain reports a text or file message (not a system line).
+func (m *messageEvent) plain() bool { return len(m.messages) == 1 && m.messages[0].Kind != "system" }
+
+// queueMessageEvent queues on b the reads that fill m for conversation event e.
+func queueMessageEvent(b *pgx.Batch, clinic, conv string, e eventstore.RecordedEvent, m *messageEvent) {
+	b.Queue(sqlSeers, clinic, conv, e.StreamVersion).Query(func(rows pgx.Rows) (err error) {
 		m.seers, err = pgx.CollectRows(rows, pgx.RowTo[string])
-	}
-	if err != nil {
-		return m, fmt.Errorf("live: seers: %w", err)
-	}
-	if rows, err = results.Query(); err == nil {
+		return err
+	})
+	b.Queue(sqlMessageAt, clinic, conv, e.StreamVersion).Query(func(rows pgx.Rows) (err error) {
 		m.messages, err = pgx.CollectRows(rows, scanMessage)
-	}
-	if err != nil {
-		return m, fmt.Errorf("live: message: %w", err)
-	}
-	var muted []string
-	if rows, err = results.Query(); err == nil {
-		muted, err = pgx.CollectRows(rows, pgx.RowTo[string])
-	}
-	if err != nil {
-		return m, fmt.Errorf("live: muted: %w", err)
-	}
-	m.muted = make(map[string]bool, len(muted))
-	for _, u := range muted {
-		m.muted[u] = true
-	}
-	if rows, err = results.Query(); err == nil {
-		m.parts, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (Participant, error) {
-			_, p, err := scanParticipant(r)
-			return p, err
-		})
-	}
-	if err != nil {
-		return m, fmt.Errorf("live: participants: %w", err)
-	}
-	return m, results.Close()
-}
-
-// messageFanOut adds, for every user who can see message m, its `message` entry (notify unless
-// it is their own or they muted the chat), the conversation's new `conversation` summary as
-// that user sees it, and, for everyone but the sender, their new `unread` body. Users are in
-// user id order, so the appends lock feed cursors in a consistent order. With readMessageEvent
-// before and the appends after, three round trips whatever the group size.
-func messageFanOut(ctx context.Context, tx pgx.Tx, clinic, conv string, ev messageEvent,
-	add func(clinic, user, kind string, body any) error) error {
-	m, users, muted, parts := ev.messages[0], ev.seers, ev.muted, ev.parts
-	batch := &pgx.Batch{}
-	for _, u := range users {
-		batch.Queue(sqlGetConversation, clinic, u, conv)
-		if u != m.SenderID {
-			batch.Queue(sqlUnread, clinic, u)
+		return err
+	})
+	b.Queue(sqlMutedAt, clinic, conv, e.StreamVersion, e.Position).Query(func(rows pgx.Rows) error {
+		muted, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		m.muted = make(map[string]bool, len(muted))
+		for _, u := range muted {
+			m.muted[u] = true
 		}
-	}
-	summaries := make(map[string]Summary, len(users))
-	unread := make(map[string]Unread, len(users))
-	results := tx.SendBatch(ctx, batch)
-	for _, u := range users {
-		rows, err := results.Query()
-		if err != nil {
-			results.Close()
-			return fmt.Errorf("live: summary: %w", err)
-		}
-		sums, err := pgx.CollectRows(rows, scanSummary)
-		if err != nil {
-			results.Close()
-			return fmt.Errorf("live: summary: %w", err)
-		}
-		if len(sums) == 1 {
-			withParticipants(&sums[0], parts, u)
-			summaries[u] = sums[0]
-		}
-		if u == m.SenderID {
-			continue
-		}
-		if rows, err = results.Query(); err != nil {
-			results.Close()
-			return fmt.Errorf("live: unread: %w", err)
-		}
-		body, err := unreadFrom(rows)
-		if err != nil {
-			results.Close()
-			return fmt.Errorf("live: unread: %w", err)
-		}
-		unread[u] = body
-	}
-	if err := results.Close(); err != nil {
-		return fmt.Errorf("live: fan-out: %w", err)
-	}
-	for _, u := range users {
-		notify := m.SenderID != u && !muted[u]
-		if err := add(clinic, u, live.KindMessage, LiveMessage{Message: m, ConversationID: conv, Notify: notify}); err != nil {
-			return err
-		}
-		if sum, ok := summaries[u]; ok {
-			if err := add(clinic, u, live.KindConversation, sum); err != nil {
-				return err
-			}
-		}
-		if body, ok := unread[u]; ok {
-			if err := add(clinic, u, live.KindUnread, body); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-func collectStrings(ctx context.Context, tx pgx.Tx, sql string, args ...any) ([]string, error) {
-	rows, err := tx.Query(ctx, sql, args...)
-	if err != nil {
-		return nil, fmt.Errorf("live: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("live: %w", err)
-	}
-	return out, nil
+		return err
+	})
 }

@@ -289,6 +289,15 @@ func (e *Engine) rebuild(ctx context.Context, ps []*projection, progress func(do
 				}
 			}
 		}
+		// Everything up to cp is applied now: the readers go on from there (catchup.go), and
+		// read-your-writes waits need not walk what the rebuild applied.
+		for _, p := range ps {
+			for _, name := range []string{cursorPrefix + p.name, watermarkPrefix + p.name} {
+				if _, err := tx.Exec(ctx, sqlWatermarkSave, name, cp.TxID, cp.Position); err != nil {
+					return fmt.Errorf("save %s: %w", name, err)
+				}
+			}
+		}
 		if _, err := tx.Exec(ctx, `DROP SCHEMA `+ident(shadow)+` CASCADE`); err != nil {
 			return fmt.Errorf("drop shadow schema: %w", err)
 		}

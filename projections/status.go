@@ -5,28 +5,27 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	sharedmetrics "github.com/huddle-chat/huddle/internal/metrics"
 )
 
 type metrics struct {
-	applied, duplicates, gaps, poison *prometheus.CounterVec
-	position, lagEvents, lagSeconds   *prometheus.GaugeVec
-	watermark                         *prometheus.GaugeVec
+	applied, duplicates, poison, foreign *prometheus.CounterVec
+	position, lagEvents, lagSeconds      *prometheus.GaugeVec
+	watermark                            *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		applied: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "huddle_projection_events_applied_total",
-			Help: "Events applied to a projection's read model (live, including gap fills)."}, []string{"projection"}),
+			Help: "Events applied to a projection's read model (live, including retried ones)."}, []string{"projection"}),
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "huddle_projection_duplicates_total",
 			Help: "Deliveries skipped because their stream version was already applied."}, []string{"projection"}),
-		gaps: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "huddle_projection_gaps_filled_total",
-			Help: "Deliveries that found missing stream versions and read them from the store."}, []string{"projection"}),
 		poison: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "huddle_projection_poison_total",
 			Help: "Events skipped after repeated non-transient failures (see projection_poison)."}, []string{"projection"}),
+		foreign: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "huddle_projection_foreign_messages_total",
+			Help: "Messages on huddle.events.> naming no event the store holds (forged, or another store's), or undecodable; ignored."}, []string{"projection"}),
 		position: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "huddle_projection_position",
 			Help: "Highest global event position a projection has applied."}, []string{"projection"}),
 		lagEvents: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "huddle_projection_lag_events",
@@ -39,8 +38,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	// A second engine on one registry (tests) shares the first one's collectors.
 	m.applied = sharedmetrics.Register(reg, m.applied)
 	m.duplicates = sharedmetrics.Register(reg, m.duplicates)
-	m.gaps = sharedmetrics.Register(reg, m.gaps)
 	m.poison = sharedmetrics.Register(reg, m.poison)
+	m.foreign = sharedmetrics.Register(reg, m.foreign)
 	m.position = sharedmetrics.Register(reg, m.position)
 	m.lagEvents = sharedmetrics.Register(reg, m.lagEvents)
 	m.lagSeconds = sharedmetrics.Register(reg, m.lagSeconds)
@@ -55,59 +54,50 @@ type Status struct {
 	Position    int64      `json:"position"`
 	LastEventAt *time.Time `json:"last_event_at,omitempty"`
 	Streams     int64      `json:"streams"`
-	// LagEvents counts the projection's events in the store beyond Position (capped at
-	// lagCap); LagSeconds is the age of the oldest of them.
+	// LagEvents counts the projection's events in the store that it has not applied (capped at
+	// lagCap): every one after the watermark whose stream's checkpoint is short of it, so an
+	// event in flight or stuck behind others counts, however far Position got. LagSeconds is
+	// the age of the oldest of them; 0 when caught up.
 	LagEvents  int64   `json:"lag_events"`
 	LagSeconds float64 `json:"lag_seconds"`
 	Poisoned   int64   `json:"poisoned"`
 	// Watermark is the global position up to which everything is applied (ADR 0008):
-	// Huddle-Min-Position reads wait for it. Far behind Position means one stream is stuck.
+	// Huddle-Min-Position reads wait for it (or their clinic's). Far behind Position means one
+	// stream is stuck.
 	Watermark int64 `json:"watermark_position"`
 }
 
 const lagCap = 1_000_000
 
-type queryRower interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
-// sqlStatus reads the projection's checkpoint summary and its lag against the store's events
-// table (eventstore's schema: global_position, stream_id, recorded_at).
+// sqlStatus reads the projection's checkpoint summary and what it has not applied of the store
+// after its watermark ($4, $5).
 const sqlStatus = `WITH cp AS (
 		SELECT coalesce(max(position), 0) AS position, max(recorded_at) AS last_at, count(*) AS streams
 		FROM projection_checkpoints WHERE projection = $1),
 	lag AS (
 		SELECT count(*) AS n, min(recorded_at) AS oldest FROM (
-			SELECT e.recorded_at FROM events e, cp
-			WHERE e.global_position > cp.position AND split_part(e.stream_id, '-', 1) = ANY($2)
-			ORDER BY e.global_position LIMIT $3) t)
+			SELECT e.recorded_at FROM events e
+			LEFT JOIN projection_checkpoints c ON c.projection = $1 AND c.stream_id = e.stream_id
+			WHERE (e.tx_id, e.global_position) > ($4::xid8, $5::bigint)
+			  AND split_part(e.stream_id, '-', 1) = ANY($2)
+			  AND coalesce(c.version, 0) < e.stream_version
+			LIMIT $3) t)
 	SELECT cp.position, cp.last_at, cp.streams, lag.n,
 		coalesce(extract(epoch FROM now() - lag.oldest), 0)::float8,
 		(SELECT count(*) FROM projection_poison WHERE projection = $1)
 	FROM cp, lag`
 
-// Status reports every projection's position, lag and (advanced as far as it goes now)
-// watermark.
+// Status reports every projection's position, watermark (advanced as far as it goes now) and
+// true lag behind the store.
 func (e *Engine) Status(ctx context.Context) ([]Status, error) {
-	st, err := status(ctx, e.pool)
-	if err != nil {
-		return nil, err
-	}
-	for i := range st {
-		mark, err := e.Watermark(ctx, st[i].Name)
+	out := make([]Status, 0, len(projections))
+	for _, p := range projections {
+		mark, err := e.Watermark(ctx, p.name)
 		if err != nil {
 			return nil, err
 		}
-		st[i].Watermark = mark.Position
-	}
-	return st, nil
-}
-
-func status(ctx context.Context, q queryRower) ([]Status, error) {
-	out := make([]Status, 0, len(projections))
-	for _, p := range projections {
-		s := Status{Name: p.name}
-		if err := q.QueryRow(ctx, sqlStatus, p.name, p.categories, lagCap).Scan(
+		s := Status{Name: p.name, Watermark: mark.Position}
+		if err := e.pool.QueryRow(ctx, sqlStatus, p.name, p.categories, lagCap, mark.TxID, mark.Position).Scan(
 			&s.Position, &s.LastEventAt, &s.Streams, &s.LagEvents, &s.LagSeconds, &s.Poisoned); err != nil {
 			return nil, fmt.Errorf("projection %s status: %w", p.name, err)
 		}

@@ -38,6 +38,16 @@ const (
 		  AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
 		ORDER BY e.tx_id, e.global_position
 		LIMIT $4`
+	// sqlClinicScan is sqlWatermarkScan with each event's clinic, up to a target.
+	sqlClinicScan = `SELECT e.tx_id, e.global_position, e.stream_id, e.stream_version, coalesce(c.version, 0),
+		coalesce(e.metadata->>'clinic_id', '')
+		FROM events e
+		LEFT JOIN projection_checkpoints c ON c.projection = $1 AND c.stream_id = e.stream_id
+		WHERE (e.tx_id, e.global_position) > ($2::xid8, $3::bigint)
+		  AND (e.tx_id, e.global_position) <= ($5::xid8, $6::bigint)
+		  AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
+		ORDER BY e.tx_id, e.global_position
+		LIMIT $4`
 	sqlWatermarkLoad = `SELECT tx_id, position FROM eventstore_checkpoints WHERE name = $1`
 	sqlWatermarkSave = `INSERT INTO eventstore_checkpoints AS c (name, tx_id, position) VALUES ($1, $2, $3)
 		ON CONFLICT (name) DO UPDATE SET tx_id = excluded.tx_id, position = excluded.position, updated_at = now()
@@ -50,6 +60,44 @@ type watermarks struct {
 	advance sync.Mutex
 	mu      sync.Mutex
 	known   map[string]eventstore.Checkpoint
+	// clinics holds, per projection, clinic watermarks ahead of the projection's: up to there
+	// every event of that clinic is applied (WaitForClinic). Kept in memory only; one is
+	// dropped once the projection's watermark passes it.
+	clinics map[string]map[string]eventstore.Checkpoint
+}
+
+// passed reports whether projection's watermark, or clinic's in it (clinic "": none), reached at.
+func (w *watermarks) passed(projection, clinic string, at eventstore.Checkpoint) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return reached(w.known[projection], at) || (clinic != "" && reached(w.clinics[projection][clinic], at))
+}
+
+func (w *watermarks) clinic(projection, clinic string) eventstore.Checkpoint {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	cp := w.clinics[projection][clinic]
+	if g := w.known[projection]; reached(g, cp) {
+		return g
+	}
+	return cp
+}
+
+func (w *watermarks) raiseClinic(projection, clinic string, cp eventstore.Checkpoint) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if reached(w.known[projection], cp) {
+		return
+	}
+	if w.clinics == nil {
+		w.clinics = map[string]map[string]eventstore.Checkpoint{}
+	}
+	if w.clinics[projection] == nil {
+		w.clinics[projection] = map[string]eventstore.Checkpoint{}
+	}
+	if reached(cp, w.clinics[projection][clinic]) {
+		w.clinics[projection][clinic] = cp
+	}
 }
 
 func (w *watermarks) get(projection string) eventstore.Checkpoint {
@@ -67,6 +115,11 @@ func (w *watermarks) raise(projection string, cp eventstore.Checkpoint) {
 	if reached(cp, w.known[projection]) {
 		w.known[projection] = cp
 	}
+	for c, m := range w.clinics[projection] {
+		if reached(cp, m) {
+			delete(w.clinics[projection], c)
+		}
+	}
 }
 
 // reached reports whether a is at or after b in the gap-safe order.
@@ -77,17 +130,33 @@ func reached(a, b eventstore.Checkpoint) bool {
 // WaitForAll blocks until every projection has applied everything up to at in the store's
 // gap-safe order (see above), or ctx ends. A zero at returns at once.
 func (e *Engine) WaitForAll(ctx context.Context, at eventstore.Checkpoint) error {
+	return e.WaitForClinic(ctx, "", at)
+}
+
+// WaitForClinic blocks until every projection has applied every event of clinic up to at in
+// the store's gap-safe order, or ctx ends (clinic "": of every clinic). A caller's writes are
+// all in its own clinic (position tokens are signed per clinic), so waiting for the clinic
+// is read-your-writes, and an event another clinic has not applied yet delays no one here.
+func (e *Engine) WaitForClinic(ctx context.Context, clinic string, at eventstore.Checkpoint) error {
 	if at == (eventstore.Checkpoint{}) {
 		return nil
 	}
 	backoff := 2 * time.Millisecond
 	for _, p := range projections {
-		for !reached(e.marks.get(p.name), at) {
+		for !e.marks.passed(p.name, clinic, at) {
 			if err := e.advanceWatermark(ctx, p, at); err != nil {
 				return err
 			}
-			if reached(e.marks.get(p.name), at) {
+			if e.marks.passed(p.name, clinic, at) {
 				break
+			}
+			if clinic != "" {
+				if err := e.advanceClinic(ctx, p, clinic, at); err != nil {
+					return err
+				}
+				if e.marks.passed(p.name, clinic, at) {
+					break
+				}
 			}
 			t := time.NewTimer(backoff)
 			select {
@@ -174,6 +243,51 @@ func (e *Engine) walkWatermark(ctx context.Context, p *projection, at *eventstor
 	}
 	if err := rows.Err(); err != nil {
 		return n, false, fmt.Errorf("watermark %s: %w", p.name, err)
+	}
+	return n, false, nil
+}
+
+// advanceClinic walks clinic's watermark in p forward, towards target, over every event that is
+// applied, not p's, or another clinic's.
+func (e *Engine) advanceClinic(ctx context.Context, p *projection, clinic string, target eventstore.Checkpoint) error {
+	e.marks.advance.Lock()
+	defer e.marks.advance.Unlock()
+	at := e.marks.clinic(p.name, clinic)
+	for !reached(at, target) {
+		n, blocked, err := e.walkClinic(ctx, p, clinic, &at, target)
+		if err != nil {
+			return err
+		}
+		if blocked || n < watermarkPage {
+			break
+		}
+	}
+	e.marks.raiseClinic(p.name, clinic, at)
+	return nil
+}
+
+func (e *Engine) walkClinic(ctx context.Context, p *projection, clinic string, at *eventstore.Checkpoint, target eventstore.Checkpoint) (int, bool, error) {
+	rows, err := e.pool.Query(ctx, sqlClinicScan, p.name, at.TxID, at.Position, watermarkPage, target.TxID, target.Position)
+	if err != nil {
+		return 0, false, fmt.Errorf("clinic watermark %s: %w", p.name, err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var cp eventstore.Checkpoint
+		var ev eventstore.RecordedEvent
+		var applied int64
+		if err := rows.Scan(&cp.TxID, &cp.Position, &ev.StreamID, &ev.StreamVersion, &applied, &ev.Metadata.ClinicID); err != nil {
+			return n, false, fmt.Errorf("clinic watermark %s: %w", p.name, err)
+		}
+		n++
+		if p.handles(ev.StreamID) && applied < ev.StreamVersion && clinicOf(ev) == clinic {
+			return n, true, nil
+		}
+		*at = cp
+	}
+	if err := rows.Err(); err != nil {
+		return n, false, fmt.Errorf("clinic watermark %s: %w", p.name, err)
 	}
 	return n, false, nil
 }

@@ -3,6 +3,7 @@ package projections
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -10,26 +11,43 @@ import (
 	"github.com/huddle-chat/huddle/eventstore"
 )
 
+// hold makes the engine fail every event of streamID until the returned func is called, as an
+// event whose apply keeps failing (a transient error: retried, never parked) would.
+func (e *env) hold(streamID string) (release func()) {
+	var held atomic.Bool
+	held.Store(true)
+	e.engine.applyHook = func(_ string, ev eventstore.RecordedEvent) error {
+		if held.Load() && ev.StreamID == streamID {
+			return errors.New("held by the test")
+		}
+		return nil
+	}
+	return func() { held.Store(false) }
+}
+
 // A reader holding the token of a user's later write must not get through while that user's
-// earlier write, to another stream, is unapplied: here the later event is delivered (and
-// applied) first, as another instance or a redelivery could arrange.
+// earlier write, to another stream, is unapplied: here the earlier event keeps failing and the
+// later one, in another stream, is applied around it.
 func TestWaitForAll_WaitsForEarlierWritesToOtherStreams(t *testing.T) {
+	t.Parallel()
 	e := newEnv(t)
+	release := e.hold(domain.ConversationStream("g1"))
 	e.run()
 	conv, member := faultScenario(e)
 	earlier := conv[len(conv)-1]   // the conversation's last message
 	later := member[len(member)-1] // then u2 moves their read marker
 
-	e.deliver(member...)
 	if err := e.engine.WaitFor(e.ctx, later.StreamID, later.StreamVersion); err != nil {
 		t.Fatal(err)
 	}
 	// The later write's own stream is applied, the earlier one's is not: the wait must hold.
-	ctx, cancel := context.WithTimeout(e.ctx, 300*time.Millisecond)
-	err := e.engine.WaitForAll(ctx, eventstore.CheckpointOf(later))
-	cancel()
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("WaitForAll(later) = %v while %s@%d was unapplied, want it to wait", err, earlier.StreamID, earlier.StreamVersion)
+	for _, clinic := range []string{"", "c1"} {
+		ctx, cancel := context.WithTimeout(e.ctx, 300*time.Millisecond)
+		err := e.engine.WaitForClinic(ctx, clinic, eventstore.CheckpointOf(later))
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("WaitForClinic(%q, later) = %v while %s@%d was unapplied, want it to wait", clinic, err, earlier.StreamID, earlier.StreamVersion)
+		}
 	}
 	mark, err := e.engine.Watermark(e.ctx, Inbox)
 	if err != nil {
@@ -39,7 +57,7 @@ func TestWaitForAll_WaitsForEarlierWritesToOtherStreams(t *testing.T) {
 		t.Fatalf("inbox watermark %+v passed the unapplied %s@1", mark, conv[0].StreamID)
 	}
 
-	e.deliver(conv...)
+	release()
 	done := make(chan error, 1)
 	go func() { done <- e.engine.WaitForAll(e.ctx, eventstore.CheckpointOf(later)) }()
 	select {
@@ -48,7 +66,7 @@ func TestWaitForAll_WaitsForEarlierWritesToOtherStreams(t *testing.T) {
 			t.Fatal(err)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("WaitForAll did not return after every event was delivered")
+		t.Fatal("WaitForAll did not return after the held stream was released")
 	}
 	// Once through, the earlier writes are applied: the whole scenario reads as it should.
 	checkFaultScenario(e)
@@ -61,6 +79,52 @@ func TestWaitForAll_WaitsForEarlierWritesToOtherStreams(t *testing.T) {
 			t.Errorf("%s watermark %+v is short of the last event %+v", name, mark, eventstore.CheckpointOf(later))
 		}
 	}
+	e.requireSameAsRebuild()
+}
+
+// Read-your-writes is per clinic: while an event of clinic c1 keeps failing, a reader of
+// clinic c2 holding the token of a later c2 write gets through; c1's and the global wait do not.
+func TestWaitForClinic_StuckClinicDoesNotDelayAnother(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	release := e.hold(domain.ConversationStream("g1"))
+	e.run()
+	conv, member := faultScenario(e) // clinic c1
+	other := e.appendEvents("c2", "v1", domain.ConversationStream("h1"),
+		domain.ConversationStarted{ConversationID: "h1", Kind: domain.KindGroup, Title: "Ward", OwnerID: "v1", StartedBy: "v1", ParticipantIDs: []string{"v1", "v2"}},
+		domain.MessageSent{MessageID: "n1", SenderID: "v1", Text: "hello"})
+	c2 := eventstore.CheckpointOf(other[len(other)-1])
+
+	ctx, cancel := context.WithTimeout(e.ctx, 20*time.Second)
+	defer cancel()
+	if err := e.engine.WaitForClinic(ctx, "c2", c2); err != nil {
+		t.Fatalf("c2's read waited on c1's stuck event: %v", err)
+	}
+	page, err := NewQueries(e.pool).Messages(e.ctx, "c2", "v2", "h1", "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page.Messages) != 1 || page.Messages[0].ID != "n1" {
+		t.Fatalf("c2's read after the wait shows %+v, want n1", page.Messages)
+	}
+	for _, clinic := range []string{"c1", ""} {
+		at := eventstore.CheckpointOf(member[len(member)-1])
+		if clinic == "" {
+			at = c2
+		}
+		ctx, cancel := context.WithTimeout(e.ctx, 300*time.Millisecond)
+		err := e.engine.WaitForClinic(ctx, clinic, at)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("WaitForClinic(%q) = %v while %s@1 of c1 is stuck, want it to wait", clinic, err, conv[0].StreamID)
+		}
+	}
+	release()
+	if err := e.engine.WaitForAll(ctx, c2); err != nil {
+		t.Fatalf("after the release: %v", err)
+	}
+	checkFaultScenario(e)
+	e.requireSameAsRebuild()
 }
 
 // The watermark is shared through the database: an engine that applied nothing itself (another

@@ -70,23 +70,44 @@ type sendResult struct {
 	PerSecond       float64      `json:"messages_per_s"`
 	Latency         latencyStats `json:"latency"`
 	RatioToBaseline float64      `json:"ratio_to_baseline,omitempty"`
+	// Delivery is each accepted message's time from its send to the message event on another
+	// member's stream: how far the projections trail the API at the rate it accepts.
+	Delivery   latencyStats `json:"send_to_stream"`
+	Missing    int          `json:"missing"`
+	LateOver1s int          `json:"later_than_1s"`
+	// CaughtUp is how long after the phase the last message reached its stream.
+	CaughtUpSeconds float64 `json:"caught_up_after_s"`
 }
 
-// sendPhase: every sender posts into its own group as fast as the server answers.
+// sendPhase: every sender posts into its own group as fast as the server answers, while one
+// other member of each group watches their stream.
 func (c *benchClinic) sendPhase(ctx context.Context, groups []benchGroup, d time.Duration) (sendResult, error) {
+	tokens := make([]string, len(groups))
+	for i, g := range groups {
+		tokens[i] = c.staff(g.listener)
+	}
+	w := c.watch(ctx, tokens)
+	defer w.stop()
 	var sent, failed atomic.Int64
 	var lat latencies
+	type sentMessage struct {
+		text string
+		at   time.Time
+	}
+	accepted := make([][]sentMessage, len(groups))
+	tag := fmt.Sprintf("send-%d", time.Now().UnixNano())
 	phase, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
 	stop := progressEverySecond(phase, &sent)
 	began := time.Now()
 	g, gctx := errgroup.WithContext(phase)
-	for _, grp := range groups {
+	for gi, grp := range groups {
 		tok := c.staff(grp.sender)
 		g.Go(func() error {
 			for n := 0; gctx.Err() == nil; n++ {
 				t0 := time.Now()
-				status, _, body, err := c.send(gctx, tok, grp.id, fmt.Sprintf("bench message %d", n))
+				text := fmt.Sprintf("%s %d-%d", tag, gi, n)
+				status, _, body, err := c.send(gctx, tok, grp.id, text)
 				if gctx.Err() != nil {
 					return nil
 				}
@@ -97,6 +118,7 @@ func (c *benchClinic) sendPhase(ctx context.Context, groups []benchGroup, d time
 					continue
 				}
 				lat.add(time.Since(t0))
+				accepted[gi] = append(accepted[gi], sentMessage{text, t0})
 				sent.Add(1)
 			}
 			return nil
@@ -108,9 +130,40 @@ func (c *benchClinic) sendPhase(ctx context.Context, groups []benchGroup, d time
 	if err != nil {
 		return sendResult{}, err
 	}
-	return sendResult{Senders: len(groups), GroupSize: len(groups[0].members) + 1, Seconds: elapsed.Seconds(),
+	r := sendResult{Senders: len(groups), GroupSize: len(groups[0].members) + 1, Seconds: elapsed.Seconds(),
 		Accepted: sent.Load(), Failed: failed.Load(), PerSecond: float64(sent.Load()) / elapsed.Seconds(),
-		Latency: lat.stats()}, nil
+		Latency: lat.stats()}
+	ended := time.Now()
+	deadline := ended.Add(5 * time.Minute)
+	var delivery []time.Duration
+	for {
+		delivery, r.Missing, r.LateOver1s = delivery[:0], 0, 0
+		var last time.Time
+		for _, msgs := range accepted {
+			for _, m := range msgs {
+				at := w.arrived(m.text)
+				if len(at) == 0 {
+					r.Missing++
+					continue
+				}
+				if at[0].After(last) {
+					last = at[0]
+				}
+				dd := at[0].Sub(m.at)
+				if dd > time.Second {
+					r.LateOver1s++
+				}
+				delivery = append(delivery, dd)
+			}
+		}
+		r.CaughtUpSeconds = max(0, last.Sub(ended).Seconds())
+		if r.Missing == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	r.Delivery = statsOf(delivery)
+	return r, nil
 }
 
 // progressEverySecond prints how many messages were sent each second until ctx ends; the

@@ -276,6 +276,8 @@ func printReport(w io.Writer, r benchReport) {
 		fmt.Fprintf(w, "send: %d messages in %.1fs = %.0f messages/s (%d senders, groups of %d, %d failed)\n",
 			s.Accepted, s.Seconds, s.PerSecond, s.Senders, s.GroupSize, s.Failed)
 		fmt.Fprintf(w, "send latency: %s\n", s.Latency)
+		fmt.Fprintf(w, "send -> another member's stream at that rate: %s; %d missing, %d later than 1 s, the last %.1f s after the phase\n",
+			s.Delivery, s.Missing, s.LateOver1s, s.CaughtUpSeconds)
 		if s.RatioToBaseline > 0 {
 			fmt.Fprintf(w, "ratio send/baseline: %.2f\n", s.RatioToBaseline)
 		}

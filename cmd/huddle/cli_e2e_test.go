@@ -151,6 +151,7 @@ func (s *server) directChat() (alice, bob string, conv struct{ ID string }) {
 
 func TestBench_MeasuresARunningServer(t *testing.T) {
 	s := newServer(t)
+	s.env = append(s.env, "HUDDLE_RATE_PER_USER=0") // the bench sends faster than a person
 	s.start()
 	// Every phase, briefly; the figures themselves mean nothing here (a loaded test machine),
 	// but each must be measured and complete: all sends accepted, every delivery seen.
@@ -167,6 +168,10 @@ func TestBench_MeasuresARunningServer(t *testing.T) {
 			Accepted        int     `json:"accepted"`
 			Failed          int     `json:"failed"`
 			RatioToBaseline float64 `json:"ratio_to_baseline"`
+			Missing         int     `json:"missing"`
+			Delivery        struct {
+				Samples int `json:"samples"`
+			} `json:"send_to_stream"`
 		} `json:"send"`
 		Hot []struct {
 			Messages   int            `json:"messages"`
@@ -200,7 +205,7 @@ func TestBench_MeasuresARunningServer(t *testing.T) {
 	if r.Baseline == nil || r.Baseline.InsertsPerSecond <= 0 || r.Send.RatioToBaseline <= 0 {
 		t.Errorf("no pgbench baseline or ratio:\n%s", out)
 	}
-	if r.Send.Accepted < 1 || r.Send.Failed != 0 {
+	if r.Send.Accepted < 1 || r.Send.Failed != 0 || r.Send.Missing != 0 || r.Send.Delivery.Samples != r.Send.Accepted {
 		t.Errorf("send phase: %+v", r.Send)
 	}
 	if len(r.Hot) != 1 || r.Hot[0].Accepted != 24 || r.Hot[0].Answers["201"] != 24 || !r.Hot[0].StoredOnce {

@@ -252,17 +252,31 @@ func (e *el) call(fn string, out any) {
 	}
 }
 
-// click clicks the middle of the element with the mouse, as a person would (an overlay on
-// top of it would take the click, and the test would notice).
+// click clicks the middle of the element with the mouse, as a person would. It waits until
+// the element is what the mouse would hit there (the page may still be moving as content
+// arrives); an overlay that stays on top of it fails the test.
 func (e *el) click() {
 	e.b.t.Helper()
-	e.call(`function() { this.scrollIntoView({block: 'center'}); }`, nil)
-	box, err := chromedp.Call(e.b.ctx, dom.GetBoxModel, dom.GetBoxModelParams{BackendNodeID: e.id})
-	if err != nil {
-		e.b.fatalf("box of %s: %v", e.desc, err)
+	deadline := time.Now().Add(wait)
+	var x, y float64
+	for {
+		var hit bool
+		e.call(`function() { this.scrollIntoView({block: 'center'}); return true; }`, nil)
+		box, err := chromedp.Call(e.b.ctx, dom.GetBoxModel, dom.GetBoxModelParams{BackendNodeID: e.id})
+		if err != nil {
+			e.b.fatalf("box of %s: %v", e.desc, err)
+		}
+		q := box.Model.Border
+		x, y = (q[0]+q[2]+q[4]+q[6])/4, (q[1]+q[3]+q[5]+q[7])/4
+		e.call(fmt.Sprintf(`function() { const at = document.elementFromPoint(%f, %f); return !!at && (at === this || this.contains(at)); }`, x, y), &hit)
+		if hit {
+			break
+		}
+		if time.Now().After(deadline) {
+			e.b.fatalf("%s is covered by another element at (%.0f, %.0f)", e.desc, x, y)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	q := box.Model.Border
-	x, y := (q[0]+q[2]+q[4]+q[6])/4, (q[1]+q[3]+q[5]+q[7])/4
 	for _, typ := range []input.DispatchMouseEventType{input.DispatchMouseEventTypeMousePressed, input.DispatchMouseEventTypeMouseReleased} {
 		if _, err := chromedp.Call(e.b.ctx, input.DispatchMouseEvent, input.DispatchMouseEventParams{
 			Type: typ, X: x, Y: y, Button: input.MouseButtonLeft, ClickCount: 1}); err != nil {
@@ -413,6 +427,7 @@ func TestWebClient_TwoColleaguesWalkTheArticle(t *testing.T) {
 	// bar and stays in the tab.
 	bobToken := s.run("token", "--user", "bob", "--clinic", "c1", "--role", "staff")
 	bob.navigate(s.base + "/")
+	bob.find("heading", "Dev mode: pick a person") // the page has settled
 	bob.find("textbox", "Bearer token").typeText(bobToken)
 	bob.find("button", "Sign in").click()
 	bob.find("button", "Sign out").click()

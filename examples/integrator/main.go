@@ -5,7 +5,10 @@
 // It keeps its own durable JetStream consumer, so after a restart it resumes where it left off;
 // it acks each message only after handling it (at-least-once) and drops repeats by event id.
 //
-//	go run ./examples/integrator --nats nats://127.0.0.1:4222 --clinic c1
+// The embedded NATS of `huddle serve` requires a user: connect as the read-only integrator, whose
+// password serve generated into HUDDLE_DATA_DIR/nats-integrator.auth ("integrator:<password>"):
+//
+//	go run ./examples/integrator --nats nats://integrator:<password>@127.0.0.1:4222 --clinic c1
 package main
 
 import (
@@ -25,7 +28,7 @@ import (
 )
 
 func main() {
-	url := flag.String("nats", nats.DefaultURL, "NATS URL (huddle serve records its embedded one in HUDDLE_DATA_DIR/nats.url)")
+	url := flag.String("nats", nats.DefaultURL, "NATS URL with user and password (huddle serve records its embedded one in HUDDLE_DATA_DIR/nats.url, the integrator's credentials in nats-integrator.auth)")
 	clinic := flag.String("clinic", "*", "clinic id to follow (* for all)")
 	durable := flag.String("durable", "example-integrator", "durable consumer name: keep it to resume after restarts")
 	flag.Parse()

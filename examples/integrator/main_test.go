@@ -64,7 +64,8 @@ func TestIntegrator_ConsumesResumesAndDedupes(t *testing.T) {
 	runFor := func(out *lockedBuffer, until func() bool) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
-		go func() { done <- run(ctx, broker.ClientURL(), "c1", "test-integrator", out) }()
+		// As the read-only integrator user, whose permissions must be enough for this.
+		go func() { done <- run(ctx, broker.IntegratorURL(), "c1", "test-integrator", out) }()
 		deadline := time.Now().Add(20 * time.Second)
 		for !until() && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)

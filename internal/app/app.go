@@ -51,6 +51,8 @@ type App struct {
 	cfg     config.Config
 	log     *slog.Logger
 	db      *Database
+	reqPool *pgxpool.Pool // the HTTP paths' pool: statements bounded by the request timeout
+	guard   *dbGuard
 	broker  *natsbroker.Broker // nil when NATS is external
 	natsURL string
 	nc      *nats.Conn // live notifications
@@ -64,7 +66,11 @@ type App struct {
 	feed    *live.Feed
 	blobs   *blobs.Store
 
+	// restartBackoff is the first wait before restarting a crashed managed Postgres.
+	restartBackoff time.Duration
+
 	ln        net.Listener
+	lock      *os.File // the data directory's lock (embedded Postgres or NATS)
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -74,13 +80,20 @@ type App struct {
 // started so far is stopped again.
 func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err error) {
 	started := time.Now()
-	a := &App{cfg: cfg, log: log, Metrics: prometheus.NewRegistry()}
+	a := &App{cfg: cfg, log: log, Metrics: prometheus.NewRegistry(), restartBackoff: restartBackoff}
 	defer func() {
 		if err != nil {
 			a.Close(context.Background())
 		}
 	}()
 	a.Metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	if cfg.EmbeddedPostgres() || cfg.EmbeddedNATS() {
+		// Before touching anything in the directory: a second serve must change nothing.
+		if a.lock, err = lockDataDir(cfg.DataDir); err != nil {
+			return nil, err
+		}
+	}
 
 	if a.db, err = OpenDatabase(ctx, cfg, log); err != nil {
 		return nil, err
@@ -94,7 +107,15 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 	}
 
 	wlog := watermill.NewSlogLogger(log.With("component", "watermill"))
+	if a.reqPool, err = a.db.BoundedPool(ctx, cfg.RequestTimeout); err != nil {
+		return nil, err
+	}
+	a.guard = newDBGuard(a.db.Pool.Config().ConnConfig.Copy(), log.With("component", "dbguard"))
 	a.Store = eventstore.New(a.db.Pool, eventstore.WithLogger(log.With("component", "eventstore")))
+	// Commands append through a store on the bounded pool: a request's statements end with it.
+	// The relay, the projectors and their rebuilds keep the unbounded pool (a rebuild's COPY
+	// of a large store may take minutes).
+	cmdStore := eventstore.New(a.reqPool, eventstore.WithLogger(log.With("component", "eventstore")))
 	if a.pub, err = natsbroker.NewPublisher(a.natsURL, wlog); err != nil {
 		return nil, err
 	}
@@ -103,15 +124,15 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 	a.Engine.Workers = max(cfg.ProjectionWorkers, 1)
 	a.blobs = blobs.New(a.db.Pool)
 	// ADAPT if internal/commands.New changes: the single line that builds the command handler.
-	cmds := commands.New(a.Store, a.blobs, commands.Options{MaxFileBytes: cfg.MaxFileBytes, Log: log.With("component", "commands")})
+	cmds := commands.New(cmdStore, a.blobs, commands.Options{MaxFileBytes: cfg.MaxFileBytes, Log: log.With("component", "commands")})
 	commands.RegisterMetrics(a.Metrics, cmds)
 	a.feed = live.NewFeed(a.db.Pool)
 	a.Server = api.New(api.Deps{
 		Logger:       log.With("component", "http"),
 		JWTSecret:    cfg.JWTSecret,
 		Commands:     cmds,
-		Queries:      projections.NewQueries(a.db.Pool),
-		Directory:    directory.New(a.db.Pool),
+		Queries:      projections.NewQueries(a.reqPool),
+		Directory:    directory.New(a.reqPool),
 		Projections:  a.Engine,
 		Ready:        a.ready,
 		Metrics:      a.Metrics,
@@ -119,13 +140,18 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 		Live:         live.NewHub(a.nc),
 		Audit:        audit.New(a.Store),
 		Feed:         a.feed,
-		DevSignIn:    cfg.JWTSecretFile != "", // the generated dev secret: no identity provider
+
+		RequestTimeout: cfg.RequestTimeout,
+		DatabaseLost:   a.guard.Lost,
+		RatePerUser:    cfg.RatePerUser,
+		RateBurst:      cfg.RateBurst,
+		DevSignIn:      cfg.JWTSecretFile != "", // the generated dev secret: no identity provider
 	})
 
 	if a.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("listen on HUDDLE_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
 	}
-	log.Info("huddle started", "http", "http://"+a.ln.Addr().String(), "nats", a.natsURL,
+	log.Info("huddle started", "http", "http://"+a.ln.Addr().String(), "nats", natsbroker.Redact(a.natsURL),
 		"embedded_postgres", cfg.EmbeddedPostgres(), "embedded_nats", cfg.EmbeddedNATS(),
 		"took", time.Since(started).Round(time.Millisecond))
 	return a, nil
@@ -136,19 +162,25 @@ func (a *App) startNATS(ctx context.Context) error {
 	if a.cfg.EmbeddedNATS() {
 		host, portStr, _ := net.SplitHostPort(a.cfg.NATSListen) // validated by config
 		port, _ := strconv.Atoi(portStr)
+		creds, err := natsbroker.LoadOrCreateCredentials(a.cfg.DataDir)
+		if err != nil {
+			return err
+		}
 		b, err := natsbroker.Start(ctx, natsbroker.Options{
-			StoreDir:   a.cfg.NATSDir(),
-			ListenHost: host,
-			ListenPort: port,
-			SyncAlways: a.cfg.NATSSyncAlways,
-			Log:        a.log.With("component", "nats"),
+			Credentials: &creds,
+			StoreDir:    a.cfg.NATSDir(),
+			ListenHost:  host,
+			ListenPort:  port,
+			SyncAlways:  a.cfg.NATSSyncAlways,
+			Log:         a.log.With("component", "nats"),
 		})
 		if err != nil {
 			return fmt.Errorf("%w (HUDDLE_NATS_LISTEN=%s; use port 0 for a free one)", err, a.cfg.NATSListen)
 		}
 		a.broker = b
 		a.natsURL = b.ClientURL()
-		if err := os.WriteFile(a.cfg.NATSURLFile(), []byte(a.natsURL+"\n"), 0o644); err != nil {
+		// The address only: the credentials are in their own 0600 files next to it.
+		if err := os.WriteFile(a.cfg.NATSURLFile(), []byte(b.URL()+"\n"), 0o644); err != nil {
 			return fmt.Errorf("record nats url: %w", err)
 		}
 	}
@@ -167,7 +199,7 @@ func (a *App) startNATS(ctx context.Context) error {
 		if a.cfg.EmbeddedNATS() {
 			return err
 		}
-		a.log.Warn("NATS not ready yet, retrying", "url", a.natsURL, "err", err)
+		a.log.Warn("NATS not ready yet, retrying", "url", natsbroker.Redact(a.natsURL), "err", err)
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%w (gave up: %v)", err, ctx.Err())
@@ -177,7 +209,7 @@ func (a *App) startNATS(ctx context.Context) error {
 	var err error
 	a.nc, err = nats.Connect(a.natsURL, nats.Name("huddle-live"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
 	if err != nil {
-		return fmt.Errorf("connect nats %s: %w", a.natsURL, err)
+		return fmt.Errorf("connect nats %s: %w", natsbroker.Redact(a.natsURL), err)
 	}
 	return nil
 }
@@ -185,7 +217,8 @@ func (a *App) startNATS(ctx context.Context) error {
 // Addr is the HTTP listener's address (useful with port 0).
 func (a *App) Addr() net.Addr { return a.ln.Addr() }
 
-// NATSURL is the NATS client URL in use (embedded or external).
+// NATSURL is the NATS client URL in use (embedded or external), with the service user's
+// credentials when NATS is embedded: keep it out of logs (natsbroker.Redact).
 func (a *App) NATSURL() string { return a.natsURL }
 
 // DatabaseURL is the Postgres URL in use.
@@ -195,7 +228,9 @@ func (a *App) DatabaseURL() string { return a.db.URL }
 // Migrations ran before serving started.
 func (a *App) ready(ctx context.Context) error {
 	var errs []error
-	if err := a.db.Pool.Ping(ctx); err != nil {
+	if err := a.guard.Err(); err != nil {
+		errs = append(errs, fmt.Errorf("postgres: %w", err)) // a ping would wait out ctx
+	} else if err := a.db.Pool.Ping(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("postgres: %w", err))
 	}
 	if !a.nc.IsConnected() {
@@ -223,6 +258,8 @@ func (a *App) Run(ctx context.Context) error {
 	g.Go(func() error { return supervise(gctx, a.log, "relay", a.Relay.Run) })
 	g.Go(func() error { return supervise(gctx, a.log, "projections", a.Engine.Run) })
 	g.Go(func() error { a.housekeeping(gctx); return nil })
+	g.Go(func() error { a.guard.run(gctx); return nil })
+	g.Go(func() error { a.db.supervise(gctx, a.restartBackoff); return nil })
 
 	streams, endStreams := context.WithCancel(context.Background())
 	defer endStreams()
@@ -247,9 +284,6 @@ func (a *App) Run(ctx context.Context) error {
 		err = fmt.Errorf("http server: %w", err)
 	case <-gctx.Done():
 		err = fmt.Errorf("background work stopped: %w", context.Cause(gctx))
-	case <-a.db.Exited():
-		// Better to exit and be restarted than to serve 503s forever.
-		err = errors.New("the managed PostgreSQL server exited unexpectedly; see " + a.cfg.PostgresDir() + "/postgres.log")
 	}
 
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
@@ -353,10 +387,16 @@ func (a *App) Close(ctx context.Context) error {
 			a.broker.Shutdown()
 			os.Remove(a.cfg.NATSURLFile())
 		}
+		if a.reqPool != nil {
+			a.reqPool.Close()
+		}
 		if a.db != nil {
 			if err := a.db.Close(ctx); err != nil {
 				errs = append(errs, err)
 			}
+		}
+		if a.lock != nil {
+			a.lock.Close() // releases the flock, last: everything in the directory is stopped
 		}
 		a.closeErr = errors.Join(errs...)
 	})

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"github.com/huddle-chat/huddle/eventstore"
 	"github.com/huddle-chat/huddle/internal/config"
 	"github.com/huddle-chat/huddle/internal/migrations"
+	"github.com/huddle-chat/huddle/internal/natsbroker"
 	"github.com/huddle-chat/huddle/internal/pgcluster"
 )
 
@@ -69,6 +72,24 @@ func OpenDatabase(ctx context.Context, cfg config.Config, log *slog.Logger) (*Da
 	return db, nil
 }
 
+// BoundedPool opens a second, smaller pool on the same database whose connections end any
+// statement (and any wait for a lock) after timeout, server-side: what serves HTTP requests,
+// which give up at that deadline anyway. Migrations, the relay, the projectors and rebuilds
+// keep Pool, unbounded. The caller closes it.
+func (db *Database) BoundedPool(ctx context.Context, timeout time.Duration) (*pgxpool.Pool, error) {
+	pcfg := db.Pool.Config()
+	pcfg.MaxConns = max(pcfg.MaxConns/2, 4)
+	ms := strconv.FormatInt(timeout.Milliseconds(), 10)
+	pcfg.ConnConfig.RuntimeParams["statement_timeout"] = ms
+	pcfg.ConnConfig.RuntimeParams["lock_timeout"] = ms
+	pcfg.ConnConfig.RuntimeParams["application_name"] = "huddle-requests"
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect database (request pool): %w", err)
+	}
+	return pool, nil
+}
+
 // pingUntil waits for the database: in docker-compose Huddle may start before Postgres.
 func pingUntil(ctx context.Context, pool *pgxpool.Pool, limit time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, limit)
@@ -86,13 +107,53 @@ func pingUntil(ctx context.Context, pool *pgxpool.Pool, limit time.Duration) err
 	}
 }
 
-// Exited is closed if the managed cluster this process started dies; nil (never ready) for an
-// external or attached database.
-func (db *Database) Exited() <-chan struct{} {
+// restartBackoff is the first wait before restarting a crashed managed cluster; it doubles
+// on each failed attempt up to maxRestartBackoff. Not zero: a server that dies at once on
+// start (a full disk, a corrupt file) must not be restarted in a tight loop.
+const (
+	restartBackoff    = 500 * time.Millisecond
+	maxRestartBackoff = 30 * time.Second
+)
+
+// supervise restarts the managed cluster this process started whenever it dies (a crash, an
+// OOM kill), waiting first before the first attempt and doubling the wait after each failed
+// one, until ctx ends. Meanwhile the database watchdog answers 503 and /readyz is not ready;
+// the pools reconnect by themselves once it is back, and PostgreSQL's crash recovery keeps
+// exactly the committed transactions. An external or attached database is not ours to
+// restart: supervise then just waits for ctx.
+func (db *Database) supervise(ctx context.Context, first time.Duration) {
 	if db.cluster == nil || db.cluster.Attached() {
-		return nil
+		<-ctx.Done()
+		return
 	}
-	return db.cluster.Exited()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-db.cluster.Exited():
+		}
+		backoff := first
+		for attempt := 1; ; attempt++ {
+			db.log.Error("the managed PostgreSQL server exited; restarting it", "attempt", attempt, "in", backoff,
+				"log", filepath.Join(db.cluster.Dir(), "postgres.log"))
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			err := db.cluster.Restart(rctx)
+			cancel()
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return
+			}
+			db.log.Error("restarting PostgreSQL failed", "err", err)
+			backoff = min(2*backoff, maxRestartBackoff)
+		}
+	}
 }
 
 // Close closes the pool and stops the managed cluster (if this process started it).
@@ -129,7 +190,8 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 }
 
 // NATSURL is where a CLI command finds NATS: HUDDLE_NATS_URL, else the URL the running
-// `huddle serve` recorded in the data directory.
+// `huddle serve` recorded in the data directory with the service user's credentials from the
+// data directory (readable only by the user who runs serve).
 func NATSURL(cfg config.Config) (string, error) {
 	if !cfg.EmbeddedNATS() {
 		return cfg.NATSURL, nil
@@ -141,5 +203,9 @@ func NATSURL(cfg config.Config) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return strings.TrimSpace(string(b)), nil
+	up, err := natsbroker.ReadCredentials(filepath.Join(cfg.DataDir, natsbroker.ServiceCredentialsFile))
+	if err != nil {
+		return "", fmt.Errorf("NATS credentials: %w (run as the user who runs `huddle serve`)", err)
+	}
+	return natsbroker.WithUser(strings.TrimSpace(string(b)), up), nil
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -29,20 +30,24 @@ type Var struct {
 
 // Vars lists every variable Load reads.
 var Vars = []Var{
-	{"HUDDLE_DATA_DIR", "./huddle-data", "Where the embedded default keeps its state: postgres/, nats/, the dev JWT secret, nats.url."},
+	{"HUDDLE_DATA_DIR", "./huddle-data", "Where the embedded default keeps its state: postgres/, nats/, the dev JWT secret, nats.url, the NATS credentials (nats-huddle.auth, nats-integrator.auth; 0600)."},
 	{"HUDDLE_DATABASE_URL", "(embedded)", "PostgreSQL URL of an external server; unset runs a managed local cluster in the data dir."},
-	{"HUDDLE_NATS_URL", "(embedded)", "NATS URL(s) of an external server or cluster, comma-separated; unset runs NATS in-process."},
+	{"HUDDLE_NATS_URL", "(embedded)", "NATS URL(s) of an external server or cluster, comma-separated, with the user: nats://huddle:<password>@host:4222; unset runs NATS in-process."},
 	{"HUDDLE_HTTP_ADDR", "127.0.0.1:8080", "HTTP listen address."},
 	{"HUDDLE_JWT_SECRET", "(generated)", "HS256 secret for bearer tokens, at least 32 bytes; unset: generated once into <data dir>/jwt-secret (dev mode)."},
-	{"HUDDLE_NATS_LISTEN", "127.0.0.1:4222", "Client address of the embedded NATS server (port 0: random); the URL is written to <data dir>/nats.url."},
+	{"HUDDLE_NATS_LISTEN", "127.0.0.1:4222", "Client address of the embedded NATS server (port 0: random); the URL (no credentials) is written to <data dir>/nats.url."},
 	{"HUDDLE_NATS_SYNC_ALWAYS", "false", "Embedded NATS: fsync every JetStream write (the event store in Postgres is the record either way)."},
 	{"HUDDLE_STREAM_MAX_AGE", "168h", "Retention of the HUDDLE_EVENTS JetStream stream."},
 	{"HUDDLE_STREAM_MAX_BYTES", "10737418240", "Size cap of the HUDDLE_EVENTS stream in bytes (-1: none)."},
 	{"HUDDLE_STREAM_REPLICAS", "1", "Replicas of HUDDLE_EVENTS (3 on a three-node NATS cluster)."},
 	{"HUDDLE_MAX_FILE_BYTES", "26214400", "Largest file upload in bytes (25 MiB)."},
-	{"HUDDLE_PROJECTION_WORKERS", "8", "Events each projection takes in at once on this instance (1–32); events that arrive together are applied in one transaction, and read-your-writes holds with any number (ADR 0008)."},
+	{"HUDDLE_PROJECTION_WORKERS", "8", "NATS messages each projection's consumer takes in at once on this instance (1–32). Messages only wake the projection's reader, which applies what the store holds in batches (ADR 0011)."},
 	{"HUDDLE_LOG_LEVEL", "info", "debug, info, warn or error."},
 	{"HUDDLE_SHUTDOWN_TIMEOUT", "20s", "How long a graceful shutdown may take before connections are cut."},
+	// Request bounds and the per-user rate limit (issue 14; api/limits.go, api/ratelimit.go).
+	{"HUDDLE_REQUEST_TIMEOUT", "10s", "Deadline of each HTTP request but the live stream and file/audit transfers (10 min): body read, response write, every database statement; past it, 503 unavailable."},
+	{"HUDDLE_RATE_PER_USER", "20", "Commands per second each clinic+user may send on average (token bucket); 0 turns the limit off (bench, load tests)."},
+	{"HUDDLE_RATE_BURST", "60", "Commands a user may send at once before HUDDLE_RATE_PER_USER applies; past it, 429 rate_limited with Retry-After."},
 }
 
 // IsVar reports whether Load reads the variable name.
@@ -74,6 +79,10 @@ type Config struct {
 	ProjectionWorkers int
 	LogLevel          slog.Level
 	ShutdownTimeout   time.Duration
+	// RequestTimeout, RatePerUser and RateBurst are api.Deps' fields of the same names.
+	RequestTimeout time.Duration
+	RatePerUser    float64
+	RateBurst      int
 	// JWTSecret signs and verifies tokens; JWTSecretFile is set when it came from the data dir.
 	JWTSecret     []byte
 	JWTSecretFile string
@@ -193,6 +202,16 @@ func loadWith(getenv func(string) string, secret func(path string) ([]byte, erro
 	}
 	c.ProjectionWorkers = int(workers)
 	parseDuration("HUDDLE_SHUTDOWN_TIMEOUT", "20s", &c.ShutdownTimeout)
+	parseDuration("HUDDLE_REQUEST_TIMEOUT", "10s", &c.RequestTimeout)
+	rate := get("HUDDLE_RATE_PER_USER", "20")
+	if r, err := strconv.ParseFloat(rate, 64); err != nil || r < 0 || math.IsInf(r, 0) || math.IsNaN(r) {
+		bad("HUDDLE_RATE_PER_USER", rate, "want a number of commands per second ≥ 0 (0: no limit)")
+	} else {
+		c.RatePerUser = r
+	}
+	var burst int64
+	parseInt("HUDDLE_RATE_BURST", "60", 1, &burst)
+	c.RateBurst = int(burst)
 
 	level := get("HUDDLE_LOG_LEVEL", "info")
 	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {

@@ -9,9 +9,11 @@
 package live
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -49,11 +51,11 @@ const (
 	sqlBounds = `SELECT coalesce((SELECT min(seq) FROM live_feed WHERE clinic_id = $1 AND user_id = $2), 0),
 		coalesce((SELECT last_seq FROM live_cursor WHERE clinic_id = $1 AND user_id = $2), 0)`
 	sqlPrune = `DELETE FROM live_feed WHERE created_at < $1`
-	// sqlAppendOne takes the user's next sequence and stores the entry in one statement, so a
-	// whole fan-out can be pipelined in one round trip.
-	sqlAppendOne = `WITH c AS (INSERT INTO live_cursor (clinic_id, user_id, last_seq) VALUES ($1, $2, 1)
-		ON CONFLICT (clinic_id, user_id) DO UPDATE SET last_seq = live_cursor.last_seq + 1 RETURNING last_seq)
-		INSERT INTO live_feed (clinic_id, user_id, seq, kind, body) SELECT $1, $2, last_seq, $3, $4 FROM c`
+	// sqlReserve moves each user's cursor by their number of new entries (each user once).
+	sqlReserve = `INSERT INTO live_cursor AS c (clinic_id, user_id, last_seq)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])
+		ON CONFLICT (clinic_id, user_id) DO UPDATE SET last_seq = c.last_seq + excluded.last_seq
+		RETURNING clinic_id, user_id, last_seq`
 )
 
 // Pending is an entry to append.
@@ -63,22 +65,85 @@ type Pending struct {
 	Body any
 }
 
-// AppendAll appends entries inside tx in one round trip, in the given order. Callers that
-// append for several users should order the entries by user (as the projectors do), so two
-// transactions lock the users' cursor rows in the same order.
+// AppendAll appends entries inside tx, in the given order per user, in two steps whatever
+// their number: one statement moves each user's cursor by their count of entries (users in id
+// order, so two transactions lock cursor rows in the same order), then a COPY writes the
+// entries with the sequences that freed (a projector's batch writes thousands: COPY is about
+// five times faster than the same rows through INSERT ... unnest, and twenty than row inserts).
 func AppendAll(ctx context.Context, tx pgx.Tx, entries []Pending) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	batch := &pgx.Batch{}
+	counts := map[Target]int64{}
 	for _, p := range entries {
+		counts[p.To]++
+	}
+	users := make([]Target, 0, len(counts))
+	for t := range counts {
+		users = append(users, t)
+	}
+	slices.SortFunc(users, func(a, b Target) int {
+		return cmp.Or(cmp.Compare(a.ClinicID, b.ClinicID), cmp.Compare(a.UserID, b.UserID))
+	})
+	clinics, ids, ns := make([]string, len(users)), make([]string, len(users)), make([]int64, len(users))
+	for i, t := range users {
+		clinics[i], ids[i], ns[i] = t.ClinicID, t.UserID, counts[t]
+	}
+	rows, err := tx.Query(ctx, sqlReserve, clinics, ids, ns)
+	if err != nil {
+		return fmt.Errorf("live: reserve: %w", err)
+	}
+	next := make(map[Target]int64, len(users)) // the first sequence reserved
+	for rows.Next() {
+		var t Target
+		var last int64
+		if err := rows.Scan(&t.ClinicID, &t.UserID, &last); err != nil {
+			rows.Close()
+			return fmt.Errorf("live: reserve: %w", err)
+		}
+		next[t] = last - counts[t] + 1
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("live: reserve: %w", err)
+	}
+	rowsIn := make([][]any, len(entries))
+	for i, p := range entries {
 		raw, err := json.Marshal(p.Body)
 		if err != nil {
 			return fmt.Errorf("live: encode %s: %w", p.Kind, err)
 		}
-		batch.Queue(sqlAppendOne, p.To.ClinicID, p.To.UserID, p.Kind, raw)
+		rowsIn[i] = []any{p.To.ClinicID, p.To.UserID, next[p.To], p.Kind, raw}
+		next[p.To]++
 	}
-	if err := tx.SendBatch(ctx, batch).Close(); err != nil {
+	if len(rowsIn) <= copyAbove {
+		return insertEntries(ctx, tx, rowsIn)
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"live_feed"}, []string{"clinic_id", "user_id", "seq", "kind", "body"}, pgx.CopyFromRows(rowsIn)); err != nil {
+		return fmt.Errorf("live: append: %w", err)
+	}
+	return nil
+}
+
+// copyAbove is the batch size from which COPY beats one INSERT of arrays: COPY costs about a
+// millisecond of server time per call whatever it carries (the largest cost per message of a
+// live batch of a few entries, at 200 messages/s), and is about 5× faster per row for
+// thousands of rows.
+const copyAbove = 64
+
+const sqlInsertEntries = `INSERT INTO live_feed (clinic_id, user_id, seq, kind, body)
+	SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::jsonb[])`
+
+// insertEntries writes rows (clinic, user, seq, kind, body) with one statement.
+func insertEntries(ctx context.Context, tx pgx.Tx, rows [][]any) error {
+	n := len(rows)
+	clinics, users, kinds, bodies := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	seqs := make([]int64, n)
+	for i, r := range rows {
+		clinics[i], users[i], seqs[i], kinds[i] = r[0].(string), r[1].(string), r[2].(int64), r[3].(string)
+		bodies[i] = string(r[4].([]byte))
+	}
+	if _, err := tx.Exec(ctx, sqlInsertEntries, clinics, users, seqs, kinds, bodies); err != nil {
 		return fmt.Errorf("live: append: %w", err)
 	}
 	return nil

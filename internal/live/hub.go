@@ -45,75 +45,79 @@ func (n *Notifier) Notify(targets ...Target) {
 	}
 }
 
-// Hub shares one NATS subscription per connected user among that user's streams on this
-// instance, so thousands of idle connections cost one subscription each at most.
+// Hub wakes this instance's streams. It holds one NATS subscription for every user's pings
+// (huddle.live.>) and hands each ping to the streams watching that user's subject, so an idle
+// connection costs a map entry and a channel, not a subscription (and the goroutine nats.go runs
+// for each); a ping for a user with no stream here is dropped in process.
 type Hub struct {
-	nc    *nats.Conn
-	mu    sync.Mutex
-	users map[Target]*userSub
-}
-
-type userSub struct {
+	nc       *nats.Conn
+	mu       sync.Mutex
 	sub      *nats.Subscription
-	watchers map[chan struct{}]struct{}
+	watchers map[string]map[chan struct{}]struct{} // subject → streams
 }
 
-// NewHub subscribes on nc on demand.
-func NewHub(nc *nats.Conn) *Hub { return &Hub{nc: nc, users: map[Target]*userSub{}} }
+// NewHub subscribes on nc at the first Watch.
+func NewHub(nc *nats.Conn) *Hub {
+	return &Hub{nc: nc, watchers: map[string]map[chan struct{}]struct{}{}}
+}
+
+// subjectAll matches every Subject.
+const subjectAll = "huddle.live.>"
 
 // Watch returns a channel that receives a value (coalesced, never blocking the hub) whenever
 // the user's feed may have grown, and a function that stops watching.
 func (h *Hub) Watch(to Target) (<-chan struct{}, func(), error) {
 	ch := make(chan struct{}, 1)
+	subject := Subject(to)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	us, ok := h.users[to]
-	if !ok {
-		us = &userSub{watchers: map[chan struct{}]struct{}{}}
-		sub, err := h.nc.Subscribe(Subject(to), func(*nats.Msg) { h.wake(to) })
+	if h.sub == nil {
+		sub, err := h.nc.Subscribe(subjectAll, func(m *nats.Msg) { h.wake(m.Subject) })
 		if err != nil {
 			return nil, nil, fmt.Errorf("live: subscribe: %w", err)
 		}
 		// Flush makes the server register the interest before the caller reads the feed;
-		// otherwise a ping sent in between could be lost (until the next heartbeat).
+		// otherwise a ping sent in between could be lost (until the next heartbeat). Once
+		// registered, later streams need no round trip.
 		if err := h.nc.FlushTimeout(5 * time.Second); err != nil {
 			_ = sub.Unsubscribe()
 			return nil, nil, fmt.Errorf("live: subscribe: %w", err)
 		}
-		us.sub = sub
-		h.users[to] = us
+		// A burst of pings (a message to a large group) must not be dropped as a slow consumer.
+		_ = sub.SetPendingLimits(-1, -1)
+		h.sub = sub
 	}
-	us.watchers[ch] = struct{}{}
+	ws := h.watchers[subject]
+	if ws == nil {
+		ws = map[chan struct{}]struct{}{}
+		h.watchers[subject] = ws
+	}
+	ws[ch] = struct{}{}
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
 			h.mu.Lock()
 			defer h.mu.Unlock()
-			delete(us.watchers, ch)
-			if len(us.watchers) == 0 {
-				_ = us.sub.Unsubscribe()
-				delete(h.users, to)
+			delete(ws, ch)
+			if len(ws) == 0 {
+				delete(h.watchers, subject)
 			}
 		})
 	}
 	return ch, stop, nil
 }
 
-// Subscriptions reports how many NATS subscriptions the hub holds (one per watched user).
-func (h *Hub) Subscriptions() int {
+// Watched reports how many users (subjects) have a stream on this instance.
+func (h *Hub) Watched() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return len(h.users)
+	return len(h.watchers)
 }
 
-func (h *Hub) wake(to Target) {
+func (h *Hub) wake(subject string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	us, ok := h.users[to]
-	if !ok {
-		return
-	}
-	for ch := range us.watchers {
+	for ch := range h.watchers[subject] {
 		select {
 		case ch <- struct{}{}:
 		default: // already pending: the stream will read everything new anyway

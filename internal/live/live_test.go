@@ -114,7 +114,7 @@ func TestFeed_PruneDropsOldEntries(t *testing.T) {
 	}
 }
 
-func TestHub_OneSubscriptionPerUserWakesEveryStream(t *testing.T) {
+func TestHub_WakesEveryStreamOfTheUserPinged(t *testing.T) {
 	t.Parallel()
 	b := testenv.NATS(t)
 	nc, err := b.Connect()
@@ -133,8 +133,8 @@ func TestHub_OneSubscriptionPerUserWakesEveryStream(t *testing.T) {
 	w2, stop2, _ := hub.Watch(ann)
 	w3, stop3, _ := hub.Watch(bob)
 	defer stop3()
-	if got := hub.Subscriptions(); got != 2 {
-		t.Fatalf("%d NATS subscriptions for 3 streams of 2 users, want 2", got)
+	if got := hub.Watched(); got != 2 {
+		t.Fatalf("%d users watched for 3 streams of 2 users, want 2", got)
 	}
 	pub, err := b.Connect()
 	if err != nil {
@@ -156,8 +156,8 @@ func TestHub_OneSubscriptionPerUserWakesEveryStream(t *testing.T) {
 	}
 	stop1()
 	stop2()
-	if got := hub.Subscriptions(); got != 1 {
-		t.Errorf("after ann's streams closed: %d subscriptions, want 1", got)
+	if got := hub.Watched(); got != 1 {
+		t.Errorf("after ann's streams closed: %d users watched, want 1", got)
 	}
 	dotted := live.Target{ClinicID: "c.1", UserID: "dr.who@clinic.test"}
 	w4, stop4, err := hub.Watch(dotted)

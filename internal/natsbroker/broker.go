@@ -40,14 +40,18 @@ type Options struct {
 	SyncAlways bool
 	// ServerName names the server in logs and JetStream metadata; default "huddle-embedded".
 	ServerName string
+	// Credentials are the users' passwords (see auth.go); nil reads them from (or creates them
+	// in) StoreDir, which suits tests: ClientURL and IntegratorURL carry them.
+	Credentials *Credentials
 	// Log receives the server's lifecycle events; nil discards them.
 	Log *slog.Logger
 }
 
 // Broker is a running embedded NATS server with JetStream.
 type Broker struct {
-	ns  *server.Server
-	log *slog.Logger
+	ns    *server.Server
+	log   *slog.Logger
+	creds Credentials
 }
 
 // Start starts the embedded server and returns once it accepts connections. The context bounds
@@ -63,7 +67,20 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	var creds Credentials
+	if opts.Credentials != nil {
+		creds = *opts.Credentials
+	} else {
+		// Kept in the store directory, so that a server restarted on it (an outage in a
+		// test) accepts the clients of the one before.
+		var err error
+		if creds, err = LoadOrCreateCredentials(opts.StoreDir); err != nil {
+			return nil, err
+		}
+	}
 	sopts := &server.Options{
+		// Every client authenticates (the port is reachable by every process on the host).
+		Users:      creds.users(),
 		ServerName: opts.ServerName,
 		JetStream:  true,
 		StoreDir:   opts.StoreDir,
@@ -112,19 +129,28 @@ func Start(ctx context.Context, opts Options) (*Broker, error) {
 		ns.WaitForShutdown()
 		return nil, fmt.Errorf("natsbroker: server on %s not ready within %v (is port %d free?)", opts.StoreDir, wait, opts.ListenPort)
 	}
-	b := &Broker{ns: ns, log: log}
-	log.Info("nats ready", "url", b.ClientURL(), "store", opts.StoreDir, "took", time.Since(started).Round(time.Millisecond))
+	b := &Broker{ns: ns, log: log, creds: creds}
+	log.Info("nats ready", "url", b.URL(), "store", opts.StoreDir, "took", time.Since(started).Round(time.Millisecond))
 	return b, nil
 }
 
-// ClientURL is the nats:// URL clients connect to over TCP (meaningless with ListenPort -1).
-func (b *Broker) ClientURL() string { return b.ns.ClientURL() }
+// URL is the nats:// URL clients connect to over TCP, without credentials (meaningless with
+// ListenPort -1). This is what the data directory's nats.url records.
+func (b *Broker) URL() string { return b.ns.ClientURL() }
+
+// ClientURL is URL carrying the service user's credentials: what Huddle's own clients use.
+// Keep it out of logs and files (Redact).
+func (b *Broker) ClientURL() string { return WithUser(b.URL(), b.creds.Service) }
+
+// IntegratorURL is URL carrying the read-only integrator user's credentials.
+func (b *Broker) IntegratorURL() string { return WithUser(b.URL(), b.creds.Integrator) }
 
 // Server exposes the embedded server (for in-process connections and fault injection in tests).
 func (b *Broker) Server() *server.Server { return b.ns }
 
 // Connect opens a client connection in-process, which works even without a TCP listener.
 func (b *Broker) Connect(opts ...nats.Option) (*nats.Conn, error) {
+	opts = append([]nats.Option{nats.UserInfo(b.creds.Service.User, b.creds.Service.Password)}, opts...)
 	nc, err := nats.Connect("", append(opts, nats.InProcessServer(b.ns))...)
 	if err != nil {
 		return nil, fmt.Errorf("natsbroker: connect in-process: %w", err)

@@ -65,7 +65,7 @@ func (c StreamConfig) nats() *nats.StreamConfig {
 func EnsureStream(ctx context.Context, url string, cfg StreamConfig) error {
 	nc, err := nats.Connect(url, nats.Name("huddle-provisioner"))
 	if err != nil {
-		return fmt.Errorf("ensure stream: connect %s: %w", url, err)
+		return fmt.Errorf("ensure stream: connect %s: %w", Redact(url), err)
 	}
 	defer nc.Close()
 	return EnsureStreamConn(ctx, nc, cfg)

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -51,8 +52,15 @@ type Cluster struct {
 	port                  int
 	log                   *slog.Logger
 	proc                  *os.Process
-	exited                chan struct{} // closed when the postmaster has exited
-	waitErr               error         // valid after exited is closed
+	waitErr               error // valid after exited is closed
+
+	// What Restart needs to start the server again as Start did.
+	binDir string
+	as     *runAs
+	opts   Options
+
+	mu     sync.Mutex
+	exited chan struct{} // closed when the postmaster has exited; replaced by a restart
 }
 
 // Start initialises the cluster on first use (initdb) and starts the server, returning once it
@@ -119,10 +127,30 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		c.removeSockDir()
 		return nil, err
 	}
+	c.binDir, c.as, c.opts = binDir, as, opts
+	if err := c.startRetrying(ctx); err != nil {
+		c.removeSockDir()
+		return nil, err
+	}
+	return c, nil
+}
+
+// startRetrying starts the server, retrying for a few seconds while a crashed server's
+// processes still hold its shared memory.
+func (c *Cluster) startRetrying(ctx context.Context) error {
 	for attempt := 1; ; attempt++ {
-		err := c.start(ctx, binDir, as, opts)
+		if c.ownSockDir {
+			// A failed attempt stops the server, which removes our socket directory.
+			if err := os.MkdirAll(c.sockDir, 0o700); err != nil {
+				return fmt.Errorf("pgcluster: socket directory: %w", err)
+			}
+			if err := c.as.give(c.sockDir); err != nil {
+				return err
+			}
+		}
+		err := c.start(ctx, c.binDir, c.as, c.opts)
 		if err == nil {
-			return c, nil
+			return nil
 		}
 		// After a crash of the postmaster (SIGKILL, OOM), its backends notice and exit within
 		// moments, but until the last one has, PostgreSQL refuses to start on their shared
@@ -133,12 +161,47 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 			case <-time.After(200 * time.Millisecond):
 			case <-ctx.Done():
 			}
+			c.mu.Lock()
 			c.exited = make(chan struct{})
+			c.mu.Unlock()
 			continue
 		}
-		c.removeSockDir()
-		return nil, err
+		return err
 	}
+}
+
+// Restart starts the server again after it exited unexpectedly (a crash, a kill), on the same
+// socket, so that URLs and pools made for it stay valid. PostgreSQL recovers from its WAL as
+// after any crash: committed transactions are there, uncommitted ones are not.
+func (c *Cluster) Restart(ctx context.Context) error {
+	if c.attached {
+		return errors.New("pgcluster: restart: this process did not start the server")
+	}
+	select {
+	case <-c.Exited():
+	default:
+		return errors.New("pgcluster: restart: the server is still running")
+	}
+	// A killed postmaster leaves postmaster.pid naming a dead pid.
+	pidFile := filepath.Join(c.dataDir, "postmaster.pid")
+	if b, err := os.ReadFile(pidFile); err == nil {
+		pid, _ := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+		if pid > 0 && c.isOurPostmaster(pid) {
+			return fmt.Errorf("pgcluster: restart: a postmaster (pid %d) runs on %s already", pid, c.dataDir)
+		}
+		if err := os.Remove(pidFile); err != nil {
+			return fmt.Errorf("pgcluster: remove stale %s: %w", pidFile, err)
+		}
+	}
+	// A fresh channel for the new server; every failed start closes it again.
+	c.mu.Lock()
+	c.exited = make(chan struct{})
+	c.mu.Unlock()
+	if err := c.startRetrying(ctx); err != nil {
+		return err
+	}
+	c.log.Info("postgres restarted", "dir", c.dir)
+	return nil
 }
 
 // URL returns a connection URL for database db on this cluster (unix socket, superuser).
@@ -180,7 +243,7 @@ func (c *Cluster) Stop(ctx context.Context) error {
 	}
 	defer c.removeSockDir()
 	select {
-	case <-c.exited:
+	case <-c.Exited():
 		return nil
 	default:
 	}
@@ -188,19 +251,28 @@ func (c *Cluster) Stop(ctx context.Context) error {
 		return fmt.Errorf("pgcluster: signal postgres: %w", err)
 	}
 	select {
-	case <-c.exited:
+	case <-c.Exited():
 		c.log.Info("postgres stopped", "dir", c.dir)
 		return nil
 	case <-ctx.Done():
 	}
 	_ = c.proc.Signal(syscall.SIGQUIT)
 	select {
-	case <-c.exited:
+	case <-c.Exited():
 	case <-time.After(5 * time.Second):
 		_ = c.proc.Kill()
-		<-c.exited
+		<-c.Exited()
 	}
 	return fmt.Errorf("pgcluster: fast shutdown did not finish in time, forced an immediate shutdown: %w", ctx.Err())
+}
+
+// PID is the postmaster's process id (0 for an attached cluster). The server runs in a process
+// group of its own, -PID, which fault-injection tests signal to freeze the whole cluster.
+func (c *Cluster) PID() int {
+	if c.attached || c.proc == nil {
+		return 0
+	}
+	return c.proc.Pid
 }
 
 // Attached reports whether Start found the server already running (started by another
@@ -209,7 +281,11 @@ func (c *Cluster) Attached() bool { return c.attached }
 
 // Exited is closed when the server process has exited (after Stop, or if it died); never for
 // an attached cluster.
-func (c *Cluster) Exited() <-chan struct{} { return c.exited }
+func (c *Cluster) Exited() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.exited
+}
 
 func (c *Cluster) socketPath() string {
 	return filepath.Join(c.sockDir, ".s.PGSQL."+strconv.Itoa(c.port))
@@ -267,6 +343,21 @@ func (c *Cluster) initdb(ctx context.Context, binDir string, as *runAs, fsync bo
 //
 // If the pid is dead, or now belongs to another program after a crash and a reboot, the file is
 // stale: remove it, since PostgreSQL refuses to start while the pid it names is alive.
+// leaving reports whether postmaster.pid's lines say the server is shutting down: its status
+// line says so, or its socket is already gone.
+func leaving(lines []string) bool {
+	if len(lines) >= 8 && strings.TrimSpace(lines[7]) == "stopping" {
+		return true
+	}
+	if len(lines) >= 5 {
+		port, sockDir := strings.TrimSpace(lines[3]), strings.TrimSpace(lines[4])
+		if _, err := os.Stat(filepath.Join(sockDir, ".s.PGSQL."+port)); errors.Is(err, os.ErrNotExist) {
+			return true
+		}
+	}
+	return false
+}
+
 func (c *Cluster) attachOrClearStalePID() (attached bool, err error) {
 	pidFile := filepath.Join(c.dataDir, "postmaster.pid")
 	b, err := os.ReadFile(pidFile)
@@ -279,6 +370,22 @@ func (c *Cluster) attachOrClearStalePID() (attached bool, err error) {
 	// Lines: pid, data dir, start time, port, socket dir, listen address, shmem key, status.
 	lines := strings.Split(string(b), "\n")
 	pid, _ := strconv.Atoi(strings.TrimSpace(lines[0]))
+	if pid > 0 && c.isOurPostmaster(pid) && leaving(lines) {
+		// A postmaster on its way out: its owner died (kill -9 of huddle serve; Pdeathsig asks
+		// the server to stop) and it is shutting down, socket already gone. Attaching would
+		// fail; wait for it to finish, then start anew.
+		c.log.Info("waiting for the previous postgres of this directory to finish stopping", "pid", pid, "dir", c.dir)
+		deadline := time.Now().Add(2 * time.Minute)
+		for c.isOurPostmaster(pid) {
+			if time.Now().After(deadline) {
+				return false, fmt.Errorf("pgcluster: postgres (pid %d) on %s did not finish stopping", pid, c.dataDir)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if _, err := os.Stat(pidFile); errors.Is(err, os.ErrNotExist) {
+			return false, nil
+		}
+	}
 	if pid > 0 && c.isOurPostmaster(pid) && len(lines) >= 5 {
 		port, err := strconv.Atoi(strings.TrimSpace(lines[3]))
 		sockDir := strings.TrimSpace(lines[4])
@@ -347,6 +454,9 @@ func (c *Cluster) start(ctx context.Context, binDir string, as *runAs, opts Opti
 
 	started := time.Now()
 	startErr := make(chan error, 1)
+	c.mu.Lock()
+	exited := c.exited // closed by this start's waiter, even if a restart replaces the field
+	c.mu.Unlock()
 	// The forking thread must outlive the server, or Pdeathsig would stop it early: lock this
 	// goroutine to its thread until the server exits (the thread then ends with it).
 	go func() {
@@ -360,13 +470,13 @@ func (c *Cluster) start(ctx context.Context, binDir string, as *runAs, opts Opti
 		logFile.Close()
 		if err != nil {
 			startErr <- err
-			close(c.exited)
+			close(exited)
 			return
 		}
 		c.proc = cmd.Process
 		startErr <- nil
 		c.waitErr = cmd.Wait()
-		close(c.exited)
+		close(exited)
 	}()
 	if err := <-startErr; err != nil {
 		return fmt.Errorf("pgcluster: start postgres: %w", err)
@@ -393,7 +503,7 @@ func (c *Cluster) waitReady(ctx context.Context) error {
 			return nil
 		}
 		select {
-		case <-c.exited:
+		case <-c.Exited():
 			return fmt.Errorf("postgres exited: %v", c.waitErr)
 		case <-ctx.Done():
 			return fmt.Errorf("%w (last error: %v)", ctx.Err(), err)

@@ -192,3 +192,49 @@ func TestCluster_RestartsAfterServerCrash(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+// Restart brings a killed server back on the same socket: the URL made before still works, and
+// committed data is there.
+func TestCluster_RestartAfterKillKeepsTheURL(t *testing.T) {
+	t.Parallel()
+	c := startCluster(t, filepath.Join(t.TempDir(), "pg"))
+	defer stopCluster(t, c)
+	if err := c.Restart(context.Background()); err == nil {
+		t.Fatal("Restart of a running server succeeded")
+	}
+	if err := c.CreateDatabase(context.Background(), "app"); err != nil {
+		t.Fatal(err)
+	}
+	url := c.URL("app")
+	conn, err := pgx.Connect(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The test cluster runs with synchronous_commit off: CHECKPOINT makes the commit durable.
+	for _, sql := range []string{`CREATE TABLE kept AS SELECT 42 AS answer`, `CHECKPOINT`} {
+		if _, err := conn.Exec(context.Background(), sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn.Close(context.Background())
+	if err := c.proc.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-c.Exited()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := c.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if c.URL("app") != url {
+		t.Fatalf("URL changed from %s to %s", url, c.URL("app"))
+	}
+	if got := query(t, url, `SELECT answer FROM kept`); got != "42" {
+		t.Fatalf("after the restart: %s", got)
+	}
+	select {
+	case <-c.Exited():
+		t.Fatal("Exited is closed while the restarted server runs")
+	default:
+	}
+}

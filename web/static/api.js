@@ -46,7 +46,15 @@ export async function call(method, path, body) {
     headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
-  const res = await fetch(path, init);
+  let res = await fetch(path, init);
+  // 429 rate_limited and 503 busy were not applied: wait as told and try again, twice at most
+  // (a send carries a client_message_id, so a retry never doubles it).
+  for (let i = 0; i < 2 && (res.status === 429 || res.status === 503); i++) {
+    const after = Number(res.headers.get('Retry-After'));
+    if (!(after > 0 && after <= 10)) break;
+    await new Promise((r) => setTimeout(r, after * 1000));
+    res = await fetch(path, init);
+  }
   if (res.status === 401) window.dispatchEvent(new Event('huddle:unauthorized'));
   if (!res.ok) throw await fail(res);
   if (method !== 'GET') remember(res.headers.get('Huddle-Position'));
