@@ -19,6 +19,7 @@ import (
 	"github.com/huddle-chat/huddle/internal/directory"
 	"github.com/huddle-chat/huddle/internal/live"
 	"github.com/huddle-chat/huddle/projections"
+	"github.com/huddle-chat/huddle/web"
 )
 
 // Deps is everything the HTTP layer needs; the composition root (internal/app) fills it.
@@ -54,6 +55,9 @@ type Deps struct {
 	// (api/ratelimit.go); 0 turns the limit off.
 	RatePerUser float64
 	RateBurst   int
+	// DevSignIn serves the web client's dev sign-in (api/devsignin.go): true only on the
+	// embedded default's generated JWT secret.
+	DevSignIn bool
 }
 
 // Server holds the handlers' dependencies.
@@ -104,6 +108,8 @@ func New(d Deps) *Server {
 	s.registerQueryRoutes(v1)
 	v1.GET("/stream", s.stream, requireRole(RoleStaff))
 	s.registerAuditRoutes(v1.Group("/audit", requireRole(RoleAuditor)))
+	e.GET("/*", web.Serve) // the web client; a catch-all, so every API route above wins
+	s.registerDevSignIn(e)
 	return s
 }
 

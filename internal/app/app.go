@@ -145,6 +145,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 		DatabaseLost:   a.guard.Lost,
 		RatePerUser:    cfg.RatePerUser,
 		RateBurst:      cfg.RateBurst,
+		DevSignIn:      cfg.JWTSecretFile != "", // the generated dev secret: no identity provider
 	})
 
 	if a.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
