@@ -25,8 +25,6 @@ var v11Pending = map[string]bool{
 	"code not_urgent":                                     true,
 	"code not_message_sender":                             true,
 	"code not_editable":                                   true,
-	// Conventions added, built by other v1.1 issues.
-	"code rate_limited": true,
 	// Groups: renaming answers 204 today; v1.1 wants 200 with the Summary.
 	"PATCH /v1/conversations/{id} 200": true,
 	// Groups: "A group created without a title shows the other participants' names" is a
