@@ -63,19 +63,29 @@ func load[S any](ctx context.Context, s *Store, streamID string, a Aggregate[S])
 			state, snapVersion = a.Initial(), 0
 		}
 	}
+	state, version, err := readOn(ctx, s, streamID, a, state, version)
+	if err != nil {
+		return state, 0, 0, fmt.Errorf("load %s: %w", streamID, err)
+	}
+	return state, version, snapVersion, nil
+}
+
+// readOn evolves state (at version) with the stream's events after version, page by page, and
+// returns the state and version it reached.
+func readOn[S any](ctx context.Context, s *Store, streamID string, a Aggregate[S], state S, version int64) (S, int64, error) {
 	for {
 		events, err := s.ReadStream(ctx, streamID, version+1, loadPage)
 		if err != nil {
-			return state, 0, 0, fmt.Errorf("load %s: %w", streamID, err)
+			return state, version, err
 		}
 		for _, e := range events {
 			if state, err = a.Evolve(state, e); err != nil {
-				return state, 0, 0, fmt.Errorf("load %s: evolve version %d: %w", streamID, e.StreamVersion, err)
+				return state, version, fmt.Errorf("evolve version %d: %w", e.StreamVersion, err)
 			}
 			version = e.StreamVersion
 		}
 		if len(events) < loadPage {
-			return state, version, snapVersion, nil
+			return state, version, nil
 		}
 	}
 }

@@ -323,12 +323,12 @@ func (q *Sequencer[S]) run(st *sequencedStream[S], batch []*queuedCommand[S]) {
 		// A repeat is found by its append (the store answers it with the first run) or, when
 		// it is refused on the state that has moved on since, by a look-up then; only after a
 		// conflict (which a repeat amid a batch causes) are all of them looked up first.
-		decisions, err := q.decide(ctx, st, batch, attempt > 0)
+		decisions, next, err := q.decide(ctx, st, batch, attempt > 0)
 		if err != nil {
 			replyAll(batch, commandOutcome{err: err})
 			return
 		}
-		if q.commit(ctx, st, batch, decisions) {
+		if q.commit(ctx, st, batch, decisions, next) {
 			return
 		}
 	}
@@ -368,12 +368,16 @@ func replyAll[S any](batch []*queuedCommand[S], out commandOutcome) {
 // decide runs every command of the batch in order against the state the ones before it
 // leave. A refusal or no-op is double-checked against the store once per round: if another
 // instance moved the stream on, the round starts over on the fresh state.
-func (q *Sequencer[S]) decide(ctx context.Context, st *sequencedStream[S], batch []*queuedCommand[S], lookUpRepeats bool) ([]decision, error) {
+//
+// It also returns the state the batch's events lead to, which commit makes the stream's once
+// they are stored (so no event is evolved twice).
+func (q *Sequencer[S]) decide(ctx context.Context, st *sequencedStream[S], batch []*queuedCommand[S], lookUpRepeats bool) ([]decision, S, error) {
+	var none S
 	var firsts map[string]AppendResult
 	if lookUpRepeats {
 		var err error
 		if firsts, err = q.firstRuns(ctx, batch); err != nil {
-			return nil, err
+			return nil, none, err
 		}
 	}
 	verified := false
@@ -398,7 +402,7 @@ func (q *Sequencer[S]) decide(ctx context.Context, st *sequencedStream[S], batch
 				// Refused, or nothing to do: perhaps because it ran before.
 				found, ferr := q.firstRuns(ctx, []*queuedCommand[S]{qc})
 				if ferr != nil {
-					return nil, ferr
+					return nil, none, ferr
 				}
 				if first, ok := found[qc.cmd.ID]; ok {
 					out[i] = decision{decided: true, dupOf: -1, outcome: commandOutcome{res: first}}
@@ -410,7 +414,7 @@ func (q *Sequencer[S]) decide(ctx context.Context, st *sequencedStream[S], batch
 					verified = true
 					changed, rerr := q.refresh(ctx, st)
 					if rerr != nil {
-						return nil, rerr
+						return nil, none, rerr
 					}
 					if changed {
 						restart = true
@@ -423,14 +427,14 @@ func (q *Sequencer[S]) decide(ctx context.Context, st *sequencedStream[S], batch
 			}
 			next, err := q.evolve(st.id, state, version, qc.cmd.ID, events)
 			if err != nil {
-				return nil, err
+				return nil, none, err
 			}
 			state = next
 			version += int64(len(events))
 			out[i].events = events
 		}
 		if !restart {
-			return out, nil
+			return out, state, nil
 		}
 	}
 }
@@ -469,7 +473,7 @@ func (q *Sequencer[S]) evolve(streamID string, state S, version int64, commandID
 
 // commit appends the batch's decided events and answers its commands. It reports false when
 // the stream had moved on (now re-read) and the batch must be decided again.
-func (q *Sequencer[S]) commit(ctx context.Context, st *sequencedStream[S], batch []*queuedCommand[S], ds []decision) bool {
+func (q *Sequencer[S]) commit(ctx context.Context, st *sequencedStream[S], batch []*queuedCommand[S], ds []decision, next S) bool {
 	var cmds []CommandEvents
 	var appended []int
 	for i, d := range ds {
@@ -510,7 +514,7 @@ func (q *Sequencer[S]) commit(ctx context.Context, st *sequencedStream[S], batch
 			// one): what was written is not what was evolved, so re-read.
 			q.forget(st)
 		} else {
-			q.advance(ctx, st, results[len(results)-1].LastVersion, cmds)
+			q.advance(ctx, st, next, results[len(results)-1].LastVersion)
 		}
 	}
 	for i, d := range ds {
@@ -527,18 +531,10 @@ func (q *Sequencer[S]) commit(ctx context.Context, st *sequencedStream[S], batch
 	return true
 }
 
-// advance makes the committed state the one the appended commands evolved, and stores a
-// snapshot when enough events followed the last one (best effort: the events are committed).
-func (q *Sequencer[S]) advance(ctx context.Context, st *sequencedStream[S], last int64, cmds []CommandEvents) {
-	state, version := st.state, st.version
-	for _, c := range cmds {
-		next, err := q.evolve(st.id, state, version, c.CommandID, c.Events)
-		if err != nil {
-			q.forget(st)
-			return
-		}
-		state, version = next, version+int64(len(c.Events))
-	}
+// advance makes the state the appended commands evolved (in decide) the committed one, and
+// stores a snapshot when enough events followed the last one (best effort: the events are
+// committed).
+func (q *Sequencer[S]) advance(ctx context.Context, st *sequencedStream[S], state S, last int64) {
 	q.mu.Lock()
 	st.state, st.version = state, last
 	q.mu.Unlock()
@@ -575,27 +571,15 @@ func (q *Sequencer[S]) reload(ctx context.Context, st *sequencedStream[S]) error
 // refresh applies the events other writers appended after st's version; changed reports
 // whether there were any.
 func (q *Sequencer[S]) refresh(ctx context.Context, st *sequencedStream[S]) (changed bool, err error) {
-	state, version := st.state, st.version
-	for {
-		events, err := q.store.ReadStream(ctx, st.id, version+1, loadPage)
-		if err != nil {
-			return false, err
-		}
-		for _, e := range events {
-			if state, err = q.agg.Evolve(state, e); err != nil {
-				return false, fmt.Errorf("refresh %s: evolve version %d: %w", st.id, e.StreamVersion, err)
-			}
-			version = e.StreamVersion
-			changed = true
-		}
-		if len(events) < loadPage {
-			break
-		}
+	state, version, err := readOn(ctx, q.store, st.id, q.agg, st.state, st.version)
+	if err != nil {
+		return false, fmt.Errorf("refresh %s: %w", st.id, err)
 	}
-	if changed {
-		q.mu.Lock()
-		st.state, st.version = state, version
-		q.mu.Unlock()
+	if version == st.version {
+		return false, nil
 	}
-	return changed, nil
+	q.mu.Lock()
+	st.state, st.version = state, version
+	q.mu.Unlock()
+	return true, nil
 }
