@@ -280,14 +280,7 @@ func (c *benchClinic) history(ctx context.Context, token, id string) ([]string, 
 		if before != "" {
 			path += "&before=" + before
 		}
-		var status int
-		var page []byte
-		for wait := time.Now(); ; {
-			status, _, page, err = c.do(ctx, "GET", path, token, nil, "Huddle-Min-Position", pos)
-			if err != nil || status != http.StatusServiceUnavailable || time.Since(wait) > 5*time.Minute {
-				break
-			}
-		}
+		status, page, err := c.readAt(ctx, path, token, pos, 5*time.Minute, nil)
 		if err != nil || status != http.StatusOK {
 			return nil, fmt.Errorf("history: %d %s %v", status, page, err)
 		}
@@ -322,15 +315,26 @@ func (c *benchClinic) catchUp(ctx context.Context, g benchGroup) (time.Duration,
 	if err != nil || status != http.StatusCreated {
 		return 0, fmt.Errorf("catch-up probe: %d %s %v", status, body, err)
 	}
+	status, body, err = c.readAt(ctx, "/v1/conversations/"+g.id+"/messages?limit=1", tok, h.Get("Huddle-Position"), 10*time.Minute,
+		func() { benchProgress("  projections still catching up after %v", time.Since(t0).Round(time.Second)) })
+	if err != nil || status != http.StatusOK {
+		return 0, fmt.Errorf("catch-up: %d %s %v", status, body, err)
+	}
+	return time.Since(t0), nil
+}
+
+// readAt GETs path with Huddle-Min-Position pos, again while the read models answer 503 (still
+// catching up) and limit has not passed; waiting, if not nil, is called before each retry.
+func (c *benchClinic) readAt(ctx context.Context, path, token, pos string, limit time.Duration, waiting func()) (int, []byte, error) {
+	began := time.Now()
 	for {
-		status, _, body, err = c.do(ctx, "GET", "/v1/conversations/"+g.id+"/messages?limit=1", tok, nil, "Huddle-Min-Position", h.Get("Huddle-Position"))
-		if err == nil && status == http.StatusOK {
-			return time.Since(t0), nil
+		status, _, body, err := c.do(ctx, "GET", path, token, nil, "Huddle-Min-Position", pos)
+		if err != nil || status != http.StatusServiceUnavailable || time.Since(began) > limit {
+			return status, body, err
 		}
-		if err != nil || status != http.StatusServiceUnavailable || time.Since(t0) > 10*time.Minute {
-			return 0, fmt.Errorf("catch-up: %d %s %v", status, body, err)
+		if waiting != nil {
+			waiting()
 		}
-		benchProgress("  projections still catching up after %v", time.Since(t0).Round(time.Second))
 	}
 }
 
@@ -582,12 +586,7 @@ func (c *benchClinic) readPhase(ctx context.Context, g benchGroup, rounds int) (
 		if err != nil || status != http.StatusCreated {
 			return latencyStats{}, fmt.Errorf("read phase send: %d %s %v", status, body, err)
 		}
-		for {
-			status, _, body, err = c.do(ctx, "GET", "/v1/conversations/"+g.id+"/messages?limit=1", tok, nil, "Huddle-Min-Position", h.Get("Huddle-Position"))
-			if err != nil || status != http.StatusServiceUnavailable || time.Since(t0) > time.Minute {
-				break
-			}
-		}
+		status, body, err = c.readAt(ctx, "/v1/conversations/"+g.id+"/messages?limit=1", tok, h.Get("Huddle-Position"), time.Minute, nil)
 		if err != nil || status != http.StatusOK {
 			return latencyStats{}, fmt.Errorf("read phase read: %d %s %v", status, body, err)
 		}
