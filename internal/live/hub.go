@@ -53,12 +53,30 @@ type Hub struct {
 	nc       *nats.Conn
 	mu       sync.Mutex
 	sub      *nats.Subscription
-	watchers map[string]map[chan struct{}]struct{} // subject → streams
+	watchers map[string]map[*watcher]struct{} // subject → streams
+}
+
+// watcher is one stream's interest: a channel to signal (Watch) or a function to call
+// (WatchFunc).
+type watcher struct {
+	ch chan struct{}
+	fn func()
+}
+
+func (w *watcher) notify() {
+	if w.fn != nil {
+		w.fn()
+		return
+	}
+	select {
+	case w.ch <- struct{}{}:
+	default: // already pending: the stream will read everything new anyway
+	}
 }
 
 // NewHub subscribes on nc at the first Watch.
 func NewHub(nc *nats.Conn) *Hub {
-	return &Hub{nc: nc, watchers: map[string]map[chan struct{}]struct{}{}}
+	return &Hub{nc: nc, watchers: map[string]map[*watcher]struct{}{}}
 }
 
 // subjectAll matches every Subject.
@@ -68,20 +86,36 @@ const subjectAll = "huddle.live.>"
 // the user's feed may have grown, and a function that stops watching.
 func (h *Hub) Watch(to Target) (<-chan struct{}, func(), error) {
 	ch := make(chan struct{}, 1)
+	stop, err := h.add(to, &watcher{ch: ch})
+	if err != nil {
+		return nil, nil, err
+	}
+	return ch, stop, nil
+}
+
+// WatchFunc calls fn whenever the user's feed may have grown, until the returned function is
+// called. fn runs on the hub's delivery goroutine with the hub locked: it must return at once
+// (hand the work to another goroutine) and must not call the hub. A stream that holds no
+// goroutine of its own while idle uses it (api's parked streams).
+func (h *Hub) WatchFunc(to Target, fn func()) (func(), error) {
+	return h.add(to, &watcher{fn: fn})
+}
+
+func (h *Hub) add(to Target, w *watcher) (func(), error) {
 	subject := Subject(to)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.sub == nil {
 		sub, err := h.nc.Subscribe(subjectAll, func(m *nats.Msg) { h.wake(m.Subject) })
 		if err != nil {
-			return nil, nil, fmt.Errorf("live: subscribe: %w", err)
+			return nil, fmt.Errorf("live: subscribe: %w", err)
 		}
 		// Flush makes the server register the interest before the caller reads the feed;
 		// otherwise a ping sent in between could be lost (until the next heartbeat). Once
 		// registered, later streams need no round trip.
 		if err := h.nc.FlushTimeout(5 * time.Second); err != nil {
 			_ = sub.Unsubscribe()
-			return nil, nil, fmt.Errorf("live: subscribe: %w", err)
+			return nil, fmt.Errorf("live: subscribe: %w", err)
 		}
 		// A burst of pings (a message to a large group) must not be dropped as a slow consumer.
 		_ = sub.SetPendingLimits(-1, -1)
@@ -89,22 +123,22 @@ func (h *Hub) Watch(to Target) (<-chan struct{}, func(), error) {
 	}
 	ws := h.watchers[subject]
 	if ws == nil {
-		ws = map[chan struct{}]struct{}{}
+		ws = map[*watcher]struct{}{}
 		h.watchers[subject] = ws
 	}
-	ws[ch] = struct{}{}
+	ws[w] = struct{}{}
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
 			h.mu.Lock()
 			defer h.mu.Unlock()
-			delete(ws, ch)
+			delete(ws, w)
 			if len(ws) == 0 {
 				delete(h.watchers, subject)
 			}
 		})
 	}
-	return ch, stop, nil
+	return stop, nil
 }
 
 // Watched reports how many users (subjects) have a stream on this instance.
@@ -117,10 +151,7 @@ func (h *Hub) Watched() int {
 func (h *Hub) wake(subject string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for ch := range h.watchers[subject] {
-		select {
-		case ch <- struct{}{}:
-		default: // already pending: the stream will read everything new anyway
-		}
+	for w := range h.watchers[subject] {
+		w.notify()
 	}
 }
