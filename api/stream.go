@@ -62,8 +62,8 @@ func startCursor(c echo.Context, oldest, newest int64) (cursor int64, reset []by
 func (s *Server) streamParked(c echo.Context, to live.Target) (served bool, err error) {
 	// Watch before reading the feed: an entry committed between the read and the subscription
 	// would otherwise wait for the next heartbeat. Wake-ups until the stream is parked only
-	// mark it pending (running is true).
-	p := &parkedStream{s: s, to: to, running: true}
+	// queue (running is true); the replay then runs as a feed read (reread).
+	p := &parkedStream{s: s, to: to, running: true, reread: true}
 	unwatch, err := s.Live.WatchFunc(to, p.wake)
 	if err != nil {
 		return true, invalid(err.Error())

@@ -97,8 +97,9 @@ type parkedStream struct {
 
 	mu      sync.Mutex
 	cursor  int64
-	running bool // a drain is running; wake-ups meanwhile set pending
-	pending bool
+	running bool // a drain is running; what arrives meanwhile waits in the fields below
+	pushed  []live.Entry
+	reread  bool // read the feed: a bare ping, a heartbeat, or too much pushed
 	beat    bool // a heartbeat is due
 	closed  bool
 	timer   *time.Timer
@@ -157,22 +158,30 @@ func (p *parkedStream) park() {
 	p.run()
 }
 
-// wake is the hub's callback: the user's feed may have grown. It must not block.
-func (p *parkedStream) wake() { p.schedule(false) }
+// maxPushed bounds the entries a busy stream keeps from pings; beyond it, it reads the feed.
+const maxPushed = 256
 
-func (p *parkedStream) heartbeatDue() { p.schedule(true) }
+// wake is the hub's callback with a ping's entries (nil: read the feed). It must not block.
+func (p *parkedStream) wake(entries []live.Entry) { p.schedule(false, entries) }
 
-func (p *parkedStream) schedule(beat bool) {
+// heartbeatDue also re-reads the feed, which covers a lost ping.
+func (p *parkedStream) heartbeatDue() { p.schedule(true, nil) }
+
+func (p *parkedStream) schedule(beat bool, entries []live.Entry) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return
 	}
-	if beat {
-		p.beat = true
+	switch {
+	case beat:
+		p.beat, p.reread = true, true
+	case entries == nil || len(p.pushed)+len(entries) > maxPushed:
+		p.reread, p.pushed = true, nil
+	case !p.reread:
+		p.pushed = append(p.pushed, entries...)
 	}
 	if p.running {
-		p.pending = true
 		p.mu.Unlock()
 		return
 	}
@@ -185,11 +194,20 @@ func (p *parkedStream) schedule(beat bool) {
 func (p *parkedStream) run() {
 	for {
 		p.mu.Lock()
-		beat, cursor := p.beat, p.cursor
-		p.beat, p.pending = false, false
+		beat, cursor, pushed, reread := p.beat, p.cursor, p.pushed, p.reread
+		p.beat, p.pushed, p.reread = false, nil, false
 		p.mu.Unlock()
 
-		cursor, err := p.drain(cursor, beat)
+		var err error
+		if !reread {
+			var ok bool
+			if cursor, ok, err = p.writePushed(cursor, pushed); err == nil && !ok {
+				reread = true
+			}
+		}
+		if reread && err == nil {
+			cursor, err = p.drain(cursor, beat)
+		}
 
 		p.mu.Lock()
 		p.cursor = cursor
@@ -201,13 +219,37 @@ func (p *parkedStream) run() {
 		if beat {
 			p.timer.Reset(p.s.heartbeat())
 		}
-		if !p.pending && !p.beat {
+		if !p.reread && !p.beat && len(p.pushed) == 0 {
 			p.running = false
 			p.mu.Unlock()
 			return
 		}
 		p.mu.Unlock()
 	}
+}
+
+// writePushed writes the entries pings carried when, past what was sent already, they follow on
+// from cursor without a gap: the common case, at no database read. ok is false when they do
+// not (a ping was lost or overtaken): read the feed instead.
+func (p *parkedStream) writePushed(cursor int64, pushed []live.Entry) (next int64, ok bool, err error) {
+	var frames bytes.Buffer
+	next = cursor
+	for _, e := range pushed {
+		switch {
+		case e.Seq <= next:
+			continue // sent already (the replay or the feed got there first)
+		case e.Seq != next+1:
+			return cursor, false, nil
+		}
+		appendSSE(&frames, e.Seq, e.Kind, e.Body)
+		next = e.Seq
+	}
+	if frames.Len() > 0 {
+		if err := writeWithin(p.conn, frames.Bytes()); err != nil {
+			return cursor, true, err
+		}
+	}
+	return next, true, nil
 }
 
 // drain writes every feed entry after cursor, then a heartbeat comment when one is due. A failed

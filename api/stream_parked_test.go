@@ -169,3 +169,40 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestStream_ParkedStreamWritesPushedEntriesAndReadsTheFeedOnAGap(t *testing.T) {
+	t.Parallel()
+	s, pool, notify, open := parkedServer(t, time.Hour)
+	c, r := open("fay")
+	defer c.Close()
+	readUntil(t, c, r, "retry: 3000")
+	waitFor(t, func() bool { return s.parked.Len() == 1 })
+	ctx := context.Background()
+	fay := live.Target{ClinicID: "c1", UserID: "fay"}
+	store := func(n int) {
+		t.Helper()
+		tx, err := pool.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := live.Append(ctx, tx, fay, live.KindUnread, map[string]int{"n": n}); err != nil {
+			t.Fatal(err)
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Entry 1 follows on from the cursor: the stream writes what the ping carried (Postgres
+	// would have answered its own spelling, {"n": 1}).
+	store(1)
+	notify.Deliver([]live.Written{{To: fay, Entry: live.Entry{Seq: 1, Kind: live.KindUnread, Body: []byte(`{"n":1,"via":"ping"}`)}}})
+	readUntil(t, c, r, `data: {"n":1,"via":"ping"}`)
+	// Entry 3 arrives without entry 2 (a lost ping): the stream reads the feed and sends both, in order.
+	store(2)
+	store(3)
+	notify.Deliver([]live.Written{{To: fay, Entry: live.Entry{Seq: 3, Kind: live.KindUnread, Body: []byte(`{"n":3,"via":"ping"}`)}}})
+	got := strings.Join(readUntil(t, c, r, `data: {"n": 3}`), "\n")
+	if !strings.Contains(got, "id: 2\nevent: unread\ndata: {\"n\": 2}") || strings.Contains(got, "ping") {
+		t.Errorf("after a gap the stream should send entries 2 and 3 from the feed: %q", got)
+	}
+}
