@@ -190,7 +190,11 @@ func TestClinical_EditAndRecall(t *testing.T) {
 	s.must(recall(ann, id), 204, "") // the group's owner
 	s.must(recall(bob, id), 204, "") // again: no change
 	s.must(edit(bob, id, "x"), 422, domain.CodeNotEditable)
+	fileID := file.json["file"].(map[string]any)["id"].(string)
+	s.must(s.do("GET", "/v1/files/"+fileID, cat, nil), 200, "")
 	s.must(recall(bob, file.str("id")), 204, "") // the sender, a file
+	s.must(s.do("GET", "/v1/files/"+fileID, cat, nil), 404, domain.CodeNotFound)
+	s.must(s.do("GET", "/v1/files/"+fileID, bob, nil), 404, domain.CodeNotFound)
 
 	// bob is removed: he can no longer edit or recall his messages.
 	other := s.must(s.do("POST", messages, bob, map[string]any{"text": "One more"}), 201, "").str("id")

@@ -365,8 +365,8 @@ func (h *Handler) DeleteGroup(ctx context.Context, a Actor, conversationID strin
 }
 
 // OpenFile returns a file's description if the caller can see the message that shared it: the
-// file's conversation is of their clinic, not deleted, and the FileShared event falls inside
-// one of their membership windows. Anything else (including bytes no message shares) is
+// file's conversation is of their clinic, not deleted, the FileShared event falls inside one
+// of their membership windows, and the message was not recalled. Anything else (including bytes no message shares) is
 // not_found. The event's version comes from the blob's mark, or from the store when the
 // process that shared it stopped before marking.
 func (h *Handler) OpenFile(ctx context.Context, a Actor, fileID string) (blobs.Info, error) {
@@ -389,7 +389,9 @@ func (h *Handler) OpenFile(ctx context.Context, a Actor, fileID string) (blobs.I
 	if err != nil {
 		return blobs.Info{}, err
 	}
-	if version == 0 || !conv.CanSee(a.UserID, version) {
+	// A recalled file is gone for members too (API-v1.1); auditors keep its description in the
+	// events.
+	if version == 0 || !conv.CanSee(a.UserID, version) || conv.IsRecalled(version) {
 		return blobs.Info{}, gone
 	}
 	return info, nil
