@@ -205,9 +205,14 @@ func (c Conversation) evolveMessage(version int64, e Event) Conversation {
 	case MessageAcknowledged:
 		_, v, _ := ParseMessageID(ev.MessageID)
 		if i, ok := c.urgentAt(v); ok {
-			c.Urgent = slices.Clone(c.Urgent)
-			c.Urgent[i].Acked = append(slices.Clip(c.Urgent[i].Acked), ev.UserID)
-			c = c.settleUrgent()
+			u := c.Urgent[i]
+			u.Acked = append(slices.Clip(u.Acked), ev.UserID)
+			if len(PendingAcks(c.Participants, u.Version, u.SenderID, u.Acked)) == 0 {
+				c.Urgent = slices.Delete(slices.Clone(c.Urgent), i, i+1) // settled
+			} else {
+				c.Urgent = slices.Clone(c.Urgent)
+				c.Urgent[i] = u
+			}
 		}
 	case MessageRecalled:
 		_, v, _ := ParseMessageID(ev.MessageID)
