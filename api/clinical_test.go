@@ -145,6 +145,11 @@ func TestClinical_UrgentMessagesAndAcknowledgements(t *testing.T) {
 	s.must(ack(bob, g+".999"), 404, domain.CodeNotFound)         // no such message
 	s.must(ack(bob, g+".1"), 404, domain.CodeNotFound)           // the start is not a message
 	s.must(ack(bob, "bad!id"), 400, domain.CodeInvalid)
+	// A message of another conversation, named under this one, is not one of its messages.
+	direct := s.must(s.do("POST", "/v1/conversations", ann, map[string]any{"participant_ids": []string{"bob"}}), 201, "").str("id")
+	elsewhere := s.must(s.do("POST", "/v1/conversations/"+direct+"/messages", ann, map[string]any{"text": "now", "priority": "urgent"}), 201, "").str("id")
+	s.must(ack(bob, elsewhere), 404, domain.CodeNotFound)
+	s.must(s.do("POST", "/v1/conversations/"+direct+"/messages/"+elsewhere+"/ack", bob, nil), 204, "")
 	s.must(ack(s.otherClinicStaff("bob"), urgent.str("id")), 404, domain.CodeNotFound)
 	s.must(s.do("POST", "/v1/conversations/"+g+"/leave", cat, nil), 204, "")
 	s.must(ack(cat, urgent.str("id")), 403, domain.CodeNotAParticipant)
