@@ -54,25 +54,9 @@ func (e *Engine) applyIn(ctx context.Context, tx pgx.Tx, p *projection, evs []ev
 			streams = append(streams, ev.StreamID)
 		}
 	}
-	versions := make(map[string]int64, len(streams))
-	if len(streams) > 0 {
-		rows, err := tx.Query(ctx, sqlCheckpoints, p.name, streams)
-		if err != nil {
-			return res, fmt.Errorf("read checkpoints: %w", err)
-		}
-		for rows.Next() {
-			var s string
-			var v int64
-			if err := rows.Scan(&s, &v); err != nil {
-				rows.Close()
-				return res, fmt.Errorf("read checkpoints: %w", err)
-			}
-			versions[s] = v
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return res, fmt.Errorf("read checkpoints: %w", err)
-		}
+	versions, err := checkpointsIn(ctx, tx, p.name, streams)
+	if err != nil {
+		return res, err
 	}
 	for _, ev := range evs {
 		at := versions[ev.StreamID]
@@ -123,6 +107,25 @@ func (e *Engine) applyIn(ctx context.Context, tx pgx.Tx, p *projection, evs []ev
 		}
 	}
 	return res, nil
+}
+
+// checkpointsIn reads the checkpoints of streams in p's read model (a stream without a row has
+// applied nothing: version 0) in one statement.
+func checkpointsIn(ctx context.Context, q eventstore.Querier, projection string, streams []string) (map[string]int64, error) {
+	versions := make(map[string]int64, len(streams))
+	if len(streams) == 0 {
+		return versions, nil
+	}
+	var s string
+	var v int64
+	err := forEachRow(ctx, q, sqlCheckpoints, []any{projection, streams}, []any{&s, &v}, func() error {
+		versions[s] = v
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoints: %w", err)
+	}
+	return versions, nil
 }
 
 // storeOrder sorts events by the store's gap-safe order, the order a rebuild applies them in.

@@ -37,15 +37,6 @@ const (
 
 	sqlTryReader = `SELECT pg_try_advisory_xact_lock($1)`
 	sqlLoadMarks = `SELECT name, tx_id, position FROM eventstore_checkpoints WHERE name = ANY($1)`
-	// sqlDeferred finds the streams with events between the watermark and the cursor that the
-	// projection has not applied: the streams to retry.
-	sqlDeferred = `SELECT e.stream_id, min(e.stream_version) FROM events e
-		LEFT JOIN projection_checkpoints c ON c.projection = $1 AND c.stream_id = e.stream_id
-		WHERE (e.tx_id, e.global_position) > ($2::xid8, $3::bigint)
-		  AND (e.tx_id, e.global_position) <= ($4::xid8, $5::bigint)
-		  AND split_part(e.stream_id, '-', 1) = ANY($6)
-		  AND coalesce(c.version, 0) < e.stream_version
-		GROUP BY e.stream_id ORDER BY min(e.global_position) LIMIT $7`
 )
 
 // Defaults of Engine.BatchSize and Engine.PollInterval.
@@ -325,34 +316,30 @@ func (a *applier) applyEach(ctx context.Context, tx pgx.Tx, evs []eventstore.Rec
 // watermark and the cursor, from each stream's checkpoint on.
 func (a *applier) deferredEvents(ctx context.Context, tx pgx.Tx, mark, cur eventstore.Checkpoint) ([]eventstore.RecordedEvent, error) {
 	p := a.p
-	rows, err := tx.Query(ctx, sqlDeferred, p.name, mark.TxID, mark.Position, cur.TxID, cur.Position, p.categories, maxDeferredStreams)
+	// The streams of p with events between watermark and cursor that p has not applied all of,
+	// the first maxDeferredStreams of them in the order their events came.
+	spans, err := a.e.store.StreamSpansIn(ctx, tx, mark, cur, p.categories)
 	if err != nil {
 		return nil, fmt.Errorf("find deferred streams: %w", err)
 	}
-	type from struct {
-		stream  string
-		version int64
+	streams := make([]string, len(spans))
+	for i, sp := range spans {
+		streams[i] = sp.StreamID
 	}
-	var list []from
-	for rows.Next() {
-		var f from
-		if err := rows.Scan(&f.stream, &f.version); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("find deferred streams: %w", err)
-		}
-		list = append(list, f)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("find deferred streams: %w", err)
+	at, err := checkpointsIn(ctx, tx, p.name, streams)
+	if err != nil {
+		return nil, err
 	}
 	var out []eventstore.RecordedEvent
-	for _, f := range list {
-		var at int64
-		if err := tx.QueryRow(ctx, sqlCheckpoint, p.name, f.stream).Scan(&at); err != nil {
-			return nil, fmt.Errorf("checkpoint of %s: %w", f.stream, err)
+	n := 0
+	for _, sp := range spans {
+		if at[sp.StreamID] >= sp.Last {
+			continue
 		}
-		evs, err := a.e.store.ReadStreamIn(ctx, tx, f.stream, at+1, a.e.BatchSize)
+		if n++; n > maxDeferredStreams {
+			break
+		}
+		evs, err := a.e.store.ReadStreamIn(ctx, tx, sp.StreamID, at[sp.StreamID]+1, a.e.BatchSize)
 		if err != nil {
 			return nil, err
 		}
@@ -361,7 +348,6 @@ func (a *applier) deferredEvents(ctx context.Context, tx pgx.Tx, mark, cur event
 	storeOrder(out)
 	return out, nil
 }
-
 // refresh learns the cursor another instance's reader moved, for this instance's handlers.
 func (a *applier) refresh(ctx context.Context) error {
 	var cp eventstore.Checkpoint

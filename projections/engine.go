@@ -42,8 +42,12 @@ type EventReader interface {
 	ReadAllOfInCounted(ctx context.Context, q eventstore.Querier, after eventstore.Checkpoint, categories []string, limit int) ([]eventstore.RecordedEvent, eventstore.Checkpoint, int, error)
 	// EventIDAt tells a message the store wrote from one it did not.
 	EventIDAt(ctx context.Context, streamID string, version int64) (string, bool, error)
-	// Upcast brings an event read by a query of our own to its type's latest schema version.
-	Upcast(e *eventstore.RecordedEvent) error
+	// LastPosition, ReadAllForReplayIn, EventRefsIn and StreamSpansIn are the narrow reads of
+	// the bootstrap, the rebuild, the watermarks, the retries and the status.
+	LastPosition(ctx context.Context) (int64, error)
+	ReadAllForReplayIn(ctx context.Context, q eventstore.Querier, after eventstore.Checkpoint, limit int) ([]eventstore.RecordedEvent, error)
+	EventRefsIn(ctx context.Context, q eventstore.Querier, after, upTo eventstore.Checkpoint, limit int) ([]eventstore.EventRef, error)
+	StreamSpansIn(ctx context.Context, q eventstore.Querier, after, upTo eventstore.Checkpoint, categories []string) ([]eventstore.StreamSpan, error)
 }
 
 // poisonAfter is how many times an event may fail with a non-transient error before it is
@@ -224,15 +228,15 @@ func (e *Engine) bootstrap(ctx context.Context) error {
 	if len(empty) == 0 {
 		return nil
 	}
-	var any bool
-	if err := e.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM events)`).Scan(&any); err != nil {
+	last, err := e.store.LastPosition(ctx)
+	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	if !any {
+	if last == 0 {
 		return nil
 	}
 	e.log.Info("projections: empty read models over a non-empty store, rebuilding first", "projections", empty)
-	err := e.Rebuild(ctx, empty, nil)
+	err = e.Rebuild(ctx, empty, nil)
 	if errors.Is(err, ErrRebuildRunning) {
 		return nil // another instance is doing it; its swap will catch up what we apply meanwhile
 	}

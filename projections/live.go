@@ -38,19 +38,15 @@ const (
 		m.file_id, m.file_name, m.file_size, m.file_content_type, m.file_sha256,
 		m.system_event, m.system_actor_id, m.system_subject_id, m.sent_at
 		FROM messages m WHERE m.clinic_id = $1 AND m.conversation_id = $2 AND m.version = $3`
-	// sqlMutedAt names the users who can see message version $3 of conversation $2 and whose
-	// last mute toggle of it stored before position $4 was a mute: the state the message was
-	// sent into. It reads the store, not member_prefs, so it does not depend on whether the
-	// projector has applied the mute yet (instances and workers may apply a mute and a later
-	// message in either order). Causally later commands always get larger positions.
-	sqlMutedAt = `SELECT substr(stream_id, length('member-') + 1) FROM (
-		SELECT DISTINCT ON (stream_id) stream_id, type FROM events
-		WHERE stream_id = ANY(ARRAY(SELECT 'member-' || user_id FROM visibility
-			WHERE clinic_id = $1 AND conversation_id = $2 AND from_version <= $3 AND (to_version IS NULL OR to_version >= $3)))
-		  AND type IN ('ConversationMuted', 'ConversationUnmuted')
-		  AND data->>'conversation_id' = $2 AND global_position < $4
-		ORDER BY stream_id, global_position DESC) last
-		WHERE type = 'ConversationMuted'`
+	// sqlMutedAt names the users who can see message version $3 of conversation $2 and had
+	// muted it when the message was stored (global position $4): the inbox projection's rule
+	// "muted at that moment" (mutedAtHead), over the mute toggles it keeps with their positions,
+	// so a mute applied after a later message still counts as later.
+	sqlMutedAt = `SELECT i.user_id FROM inbox i
+		WHERE i.clinic_id = $1 AND i.conversation_id = $2
+		  AND i.user_id IN (SELECT user_id FROM visibility
+			WHERE clinic_id = $1 AND conversation_id = $2 AND from_version <= $3 AND (to_version IS NULL OR to_version >= $3))
+		  AND ` + mutedAtHead + `$4` + mutedAtTail
 )
 
 // appendLive appends the feed entries for events (already applied in tx) and returns whom to

@@ -145,10 +145,8 @@ func (e *Engine) rebuild(ctx context.Context, ps []*projection, progress func(do
 		}
 	}
 
-	// The highest position is the count but for gaps (rolled back appends), and costs an index
-	// probe where count(*) reads the whole index.
-	var total int64
-	if err := e.pool.QueryRow(ctx, `SELECT coalesce(max(global_position), 0) FROM events`).Scan(&total); err != nil {
+	total, err := e.store.LastPosition(ctx)
+	if err != nil {
 		total = -1 // progress without a total
 	}
 	start := time.Now()
@@ -268,7 +266,7 @@ func (e *Engine) rebuild(ctx context.Context, ps []*projection, progress func(do
 			done += int64(len(evs))
 		}
 		for _, p := range ps {
-			if err := catchUpStreams(ctx, tx, e.store, p, live, cp, marks); err != nil {
+			if err := catchUpStreams(ctx, tx, e.store, p, cp, marks); err != nil {
 				return err
 			}
 			for _, t := range p.tables {
@@ -390,10 +388,8 @@ func finishTable(ctx context.Context, conn *pgx.Conn, live, shadow, table string
 // checkpoint cp and holds back later transactions (any transaction in the cluster holds its
 // horizon back), so the unread events are exactly those after cp, including ones the live
 // appliers already applied to the old tables. Called under the projection's exclusive lock.
-func catchUpStreams(ctx context.Context, tx pgx.Tx, store EventReader, p *projection, live string, cp eventstore.Checkpoint, marks map[string]map[string]streamMark) error {
-	rows, err := tx.Query(ctx, `SELECT stream_id, max(stream_version) FROM `+ident(live, "events")+`
-		WHERE (tx_id, global_position) > ($1::xid8, $2::bigint) AND split_part(stream_id, '-', 1) = ANY($3)
-		GROUP BY stream_id`, cp.TxID, cp.Position, p.categories)
+func catchUpStreams(ctx context.Context, tx pgx.Tx, store EventReader, p *projection, cp eventstore.Checkpoint, marks map[string]map[string]streamMark) error {
+	spans, err := store.StreamSpansIn(ctx, tx, cp, eventstore.Checkpoint{}, p.categories)
 	if err != nil {
 		return fmt.Errorf("unread streams: %w", err)
 	}
@@ -402,20 +398,10 @@ func catchUpStreams(ctx context.Context, tx pgx.Tx, store EventReader, p *projec
 		from   int64
 	}
 	var todo []behind
-	for rows.Next() {
-		var s string
-		var v int64
-		if err := rows.Scan(&s, &v); err != nil {
-			rows.Close()
-			return err
+	for _, sp := range spans {
+		if sp.Last > marks[p.name][sp.StreamID].version {
+			todo = append(todo, behind{sp.StreamID, marks[p.name][sp.StreamID].version + 1})
 		}
-		if v > marks[p.name][s].version {
-			todo = append(todo, behind{s, marks[p.name][s].version + 1})
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
 	}
 	for _, b := range todo {
 		evs, err := store.ReadStreamIn(ctx, tx, b.stream, b.from, 0)
@@ -450,11 +436,10 @@ func (e *Engine) load(ctx context.Context, conn, copyConn *pgx.Conn, ps []*proje
 			return fmt.Errorf("read events: %w", err)
 		}
 		defer rc.Release()
-		r := eventLoader{store: e.store}
 		var at eventstore.Checkpoint
 		for {
 			t := time.Now()
-			evs, err := r.read(gctx, rc, at, RebuildBatch)
+			evs, err := e.store.ReadAllForReplayIn(gctx, rc, at, RebuildBatch)
 			reading += time.Since(t)
 			if err != nil || len(evs) == 0 {
 				return err

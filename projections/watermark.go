@@ -31,23 +31,6 @@ const (
 	watermarkPrefix = "projection-watermark/"
 	watermarkPage   = 2000
 
-	sqlWatermarkScan = `SELECT e.tx_id, e.global_position, e.stream_id, e.stream_version, coalesce(c.version, 0)
-		FROM events e
-		LEFT JOIN projection_checkpoints c ON c.projection = $1 AND c.stream_id = e.stream_id
-		WHERE (e.tx_id, e.global_position) > ($2::xid8, $3::bigint)
-		  AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
-		ORDER BY e.tx_id, e.global_position
-		LIMIT $4`
-	// sqlClinicScan is sqlWatermarkScan with each event's clinic, up to a target.
-	sqlClinicScan = `SELECT e.tx_id, e.global_position, e.stream_id, e.stream_version, coalesce(c.version, 0),
-		coalesce(e.metadata->>'clinic_id', '')
-		FROM events e
-		LEFT JOIN projection_checkpoints c ON c.projection = $1 AND c.stream_id = e.stream_id
-		WHERE (e.tx_id, e.global_position) > ($2::xid8, $3::bigint)
-		  AND (e.tx_id, e.global_position) <= ($5::xid8, $6::bigint)
-		  AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
-		ORDER BY e.tx_id, e.global_position
-		LIMIT $4`
 	sqlWatermarkLoad = `SELECT tx_id, position FROM eventstore_checkpoints WHERE name = $1`
 	sqlWatermarkSave = `INSERT INTO eventstore_checkpoints AS c (name, tx_id, position) VALUES ($1, $2, $3)
 		ON CONFLICT (name) DO UPDATE SET tx_id = excluded.tx_id, position = excluded.position, updated_at = now()
@@ -220,31 +203,37 @@ func (e *Engine) advanceWatermark(ctx context.Context, p *projection, target eve
 }
 
 // walkWatermark moves at over one page of applied (or foreign) events. It returns how many
-// rows it read and whether it stopped at an event not applied yet.
+// events it read and whether it stopped at an event not applied yet.
 func (e *Engine) walkWatermark(ctx context.Context, p *projection, at *eventstore.Checkpoint) (int, bool, error) {
-	rows, err := e.pool.Query(ctx, sqlWatermarkScan, p.name, at.TxID, at.Position, watermarkPage)
+	return e.walk(ctx, p, "", at, eventstore.Checkpoint{})
+}
+
+// walk moves at over one page of events (up to target unless zero) that p has applied by their
+// streams' checkpoints, are not p's, or (clinic not "") are another clinic's. It returns how
+// many events it read and whether it stopped at one it may not pass.
+func (e *Engine) walk(ctx context.Context, p *projection, clinic string, at *eventstore.Checkpoint, target eventstore.Checkpoint) (int, bool, error) {
+	refs, err := e.store.EventRefsIn(ctx, e.pool, *at, target, watermarkPage)
 	if err != nil {
 		return 0, false, fmt.Errorf("watermark %s: %w", p.name, err)
 	}
-	defer rows.Close()
-	n := 0
-	for rows.Next() {
-		var cp eventstore.Checkpoint
-		var stream string
-		var version, applied int64
-		if err := rows.Scan(&cp.TxID, &cp.Position, &stream, &version, &applied); err != nil {
-			return n, false, fmt.Errorf("watermark %s: %w", p.name, err)
+	var streams []string
+	for _, r := range refs {
+		if p.handles(r.StreamID) {
+			streams = append(streams, r.StreamID)
 		}
-		n++
-		if p.handles(stream) && applied < version {
-			return n, true, nil
+	}
+	applied, err := checkpointsIn(ctx, e.pool, p.name, streams)
+	if err != nil {
+		return 0, false, fmt.Errorf("watermark %s: %w", p.name, err)
+	}
+	for i, r := range refs {
+		ev := eventstore.RecordedEvent{StreamID: r.StreamID, Metadata: eventstore.Metadata{ClinicID: r.ClinicID}}
+		if p.handles(r.StreamID) && applied[r.StreamID] < r.StreamVersion && (clinic == "" || clinicOf(ev) == clinic) {
+			return i + 1, true, nil
 		}
-		*at = cp
+		*at = r.Checkpoint
 	}
-	if err := rows.Err(); err != nil {
-		return n, false, fmt.Errorf("watermark %s: %w", p.name, err)
-	}
-	return n, false, nil
+	return len(refs), false, nil
 }
 
 // advanceClinic walks clinic's watermark in p forward, towards target, over every event that is
@@ -267,27 +256,5 @@ func (e *Engine) advanceClinic(ctx context.Context, p *projection, clinic string
 }
 
 func (e *Engine) walkClinic(ctx context.Context, p *projection, clinic string, at *eventstore.Checkpoint, target eventstore.Checkpoint) (int, bool, error) {
-	rows, err := e.pool.Query(ctx, sqlClinicScan, p.name, at.TxID, at.Position, watermarkPage, target.TxID, target.Position)
-	if err != nil {
-		return 0, false, fmt.Errorf("clinic watermark %s: %w", p.name, err)
-	}
-	defer rows.Close()
-	n := 0
-	for rows.Next() {
-		var cp eventstore.Checkpoint
-		var ev eventstore.RecordedEvent
-		var applied int64
-		if err := rows.Scan(&cp.TxID, &cp.Position, &ev.StreamID, &ev.StreamVersion, &applied, &ev.Metadata.ClinicID); err != nil {
-			return n, false, fmt.Errorf("clinic watermark %s: %w", p.name, err)
-		}
-		n++
-		if p.handles(ev.StreamID) && applied < ev.StreamVersion && clinicOf(ev) == clinic {
-			return n, true, nil
-		}
-		*at = cp
-	}
-	if err := rows.Err(); err != nil {
-		return n, false, fmt.Errorf("clinic watermark %s: %w", p.name, err)
-	}
-	return n, false, nil
+	return e.walk(ctx, p, clinic, at, target)
 }
