@@ -8,7 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/huddle-chat/huddle/internal/live"
+	"github.com/huddle-chat/huddle/live"
 )
 
 // streamBatch bounds how many feed entries one read sends before checking for cancellation.
@@ -55,7 +55,7 @@ func (s *Server) stream(c echo.Context) error {
 	if resuming {
 		lost := oldest > 0 && resumeFrom < oldest-1
 		if !valid || lost || resumeFrom > newest {
-			if err := writeSSE(w, newest, live.KindReset, []byte(`{"reason":"the stream cannot resume from Last-Event-ID; refetch your state"}`)); err != nil {
+			if err := writeSSE(w, newest, live.KindReset, live.ResetBody); err != nil {
 				return nil
 			}
 		} else {

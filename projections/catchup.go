@@ -65,7 +65,7 @@ func (a *applier) run(ctx context.Context) {
 		n, err := a.step(ctx, false)
 		var slow *errSlow
 		if errors.As(err, &slow) && ctx.Err() == nil {
-			a.e.log.Debug("projection: batch failed, applying one event at a time", "projection", a.p.name, "err", slow.err)
+			a.e.log.Debug("projection: batch failed, applying one event at a time", "projection", a.p.Name, "err", slow.err)
 			n, err = a.step(ctx, true)
 		}
 		if errors.Is(err, errBusy) {
@@ -76,7 +76,7 @@ func (a *applier) run(ctx context.Context) {
 				return
 			}
 			fails++
-			a.e.log.Warn("projection: catch-up failed, will retry", "projection", a.p.name, "attempt", fails, "err", err)
+			a.e.log.Warn("projection: catch-up failed, will retry", "projection", a.p.Name, "attempt", fails, "err", err)
 			// At most 1 s: after the database comes back (a Postgres crash), whatever was
 			// committed must be applied within 2 s.
 			if !sleep(ctx, min(50*time.Millisecond<<min(fails, 10), time.Second)) {
@@ -135,17 +135,17 @@ func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 	// both, and the reader applies those events again from the store (which did wait). On a
 	// durable cluster that leaves the fsyncs to the appends, which need them.
 	pre.Queue(`SET LOCAL synchronous_commit TO off`)
-	pre.Queue(sqlTryReader, readerKey(p.name)).QueryRow(func(r pgx.Row) error { return r.Scan(&got) })
-	pre.Queue(sqlLockProjectionShared, lockKey(p.name))
+	pre.Queue(sqlTryReader, readerKey(p.Name)).QueryRow(func(r pgx.Row) error { return r.Scan(&got) })
+	pre.Queue(sqlLockProjectionShared, lockKey(p.Name))
 	var cur, mark eventstore.Checkpoint
-	pre.Queue(sqlLoadMarks, []string{cursorPrefix + p.name, watermarkPrefix + p.name}).Query(func(rows pgx.Rows) error {
+	pre.Queue(sqlLoadMarks, []string{cursorPrefix + p.Name, watermarkPrefix + p.Name}).Query(func(rows pgx.Rows) error {
 		for rows.Next() {
 			var name string
 			var cp eventstore.Checkpoint
 			if err := rows.Scan(&name, &cp.TxID, &cp.Position); err != nil {
 				return err
 			}
-			if name == cursorPrefix+p.name {
+			if name == cursorPrefix+p.Name {
 				cur = cp
 			} else {
 				mark = cp
@@ -168,7 +168,7 @@ func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 
 	// Read before anything is written: once this transaction has an id, the gap-safe read stops
 	// below it.
-	mine, next, scanned, err := e.store.ReadAllOfInCounted(ctx, tx, cur, p.categories, e.BatchSize)
+	mine, next, scanned, err := e.store.ReadAllOfInCounted(ctx, tx, cur, p.Categories, e.BatchSize)
 	if err != nil {
 		return 0, err
 	}
@@ -184,9 +184,9 @@ func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 			return 0, err
 		}
 	}
-	saveCursor := func(b *stmts) {
+	saveCursor := func(b *Batch) {
 		if next != cur {
-			b.add(sqlWatermarkSave, cursorPrefix+p.name, next.TxID, next.Position)
+			b.Add(sqlWatermarkSave, cursorPrefix+p.Name, next.TxID, next.Position)
 		}
 	}
 
@@ -205,7 +205,7 @@ func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 			return 0, err
 		}
 		results, deferred = append(results, rs...), deferred || d
-		var b stmts
+		var b Batch
 		saveCursor(&b)
 		if err := b.send(ctx, tx); err != nil {
 			return 0, err
@@ -223,7 +223,7 @@ func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 	// The watermark moves with the cursor while nothing is deferred; once something is, it
 	// stays put and is walked forward as retries succeed (advanceWatermark).
 	if mark == cur && !deferred && next != cur {
-		if _, err := tx.Exec(ctx, sqlWatermarkSave, watermarkPrefix+p.name, next.TxID, next.Position); err != nil {
+		if _, err := tx.Exec(ctx, sqlWatermarkSave, watermarkPrefix+p.Name, next.TxID, next.Position); err != nil {
 			return 0, fmt.Errorf("save watermark: %w", err)
 		}
 	}
@@ -232,17 +232,19 @@ func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 	}
 
 	for _, r := range results {
-		e.notifier.Notify(r.targets...)
-		e.m.applied.WithLabelValues(p.name).Add(float64(len(r.events)))
+		for _, f := range r.commits {
+			f()
+		}
+		e.m.applied.WithLabelValues(p.Name).Add(float64(len(r.events)))
 		if r.dups > 0 {
-			e.m.duplicates.WithLabelValues(p.name).Add(float64(r.dups))
+			e.m.duplicates.WithLabelValues(p.Name).Add(float64(r.dups))
 		}
 		for s, last := range r.last {
-			e.waiters.notify(p.name, s, last.StreamVersion)
+			e.waiters.notify(p.Name, s, last.StreamVersion)
 		}
 	}
 	if mark == cur && !deferred {
-		e.marks.raise(p.name, next)
+		e.marks.raise(p.Name, next)
 	}
 	ids := make([]string, len(mine))
 	for i, ev := range mine {
@@ -302,10 +304,10 @@ func (a *applier) applyEach(ctx context.Context, tx pgx.Tx, evs []eventstore.Rec
 				return nil, false, err
 			}
 			e.clearFailures(ev.EventID)
-			e.m.poison.WithLabelValues(p.name).Inc()
+			e.m.poison.WithLabelValues(p.Name).Inc()
 			continue
 		}
-		e.log.Warn("projection: apply failed, deferring its stream", "projection", p.name, "stream", ev.StreamID,
+		e.log.Warn("projection: apply failed, deferring its stream", "projection", p.Name, "stream", ev.StreamID,
 			"version", ev.StreamVersion, "attempt", n, "err", err)
 		blocked[ev.StreamID], deferred = true, true
 	}
@@ -318,7 +320,7 @@ func (a *applier) deferredEvents(ctx context.Context, tx pgx.Tx, mark, cur event
 	p := a.p
 	// The streams of p with events between watermark and cursor that p has not applied all of,
 	// the first maxDeferredStreams of them in the order their events came.
-	spans, err := a.e.store.StreamSpansIn(ctx, tx, mark, cur, p.categories)
+	spans, err := a.e.store.StreamSpansIn(ctx, tx, mark, cur, p.Categories)
 	if err != nil {
 		return nil, fmt.Errorf("find deferred streams: %w", err)
 	}
@@ -326,7 +328,7 @@ func (a *applier) deferredEvents(ctx context.Context, tx pgx.Tx, mark, cur event
 	for i, sp := range spans {
 		streams[i] = sp.StreamID
 	}
-	at, err := checkpointsIn(ctx, tx, p.name, streams)
+	at, err := checkpointsIn(ctx, tx, p.Name, streams)
 	if err != nil {
 		return nil, err
 	}
@@ -348,10 +350,11 @@ func (a *applier) deferredEvents(ctx context.Context, tx pgx.Tx, mark, cur event
 	storeOrder(out)
 	return out, nil
 }
+
 // refresh learns the cursor another instance's reader moved, for this instance's handlers.
 func (a *applier) refresh(ctx context.Context) error {
 	var cp eventstore.Checkpoint
-	err := a.e.pool.QueryRow(ctx, sqlWatermarkLoad, cursorPrefix+a.p.name).Scan(&cp.TxID, &cp.Position)
+	err := a.e.pool.QueryRow(ctx, sqlWatermarkLoad, cursorPrefix+a.p.Name).Scan(&cp.TxID, &cp.Position)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil
 	}

@@ -78,18 +78,18 @@ const sqlStatus = `SELECT coalesce(max(position), 0), max(recorded_at), count(*)
 // Status reports every projection's position, watermark (advanced as far as it goes now) and
 // true lag behind the store.
 func (e *Engine) Status(ctx context.Context) ([]Status, error) {
-	out := make([]Status, 0, len(projections))
-	for _, p := range projections {
-		mark, err := e.Watermark(ctx, p.name)
+	out := make([]Status, 0, len(e.models))
+	for _, p := range e.models {
+		mark, err := e.Watermark(ctx, p.Name)
 		if err != nil {
 			return nil, err
 		}
-		s := Status{Name: p.name, Watermark: mark.Position}
-		if err := e.pool.QueryRow(ctx, sqlStatus, p.name).Scan(&s.Position, &s.LastEventAt, &s.Streams, &s.Poisoned); err != nil {
-			return nil, fmt.Errorf("projection %s status: %w", p.name, err)
+		s := Status{Name: p.Name, Watermark: mark.Position}
+		if err := e.pool.QueryRow(ctx, sqlStatus, p.Name).Scan(&s.Position, &s.LastEventAt, &s.Streams, &s.Poisoned); err != nil {
+			return nil, fmt.Errorf("projection %s status: %w", p.Name, err)
 		}
 		if err := e.lag(ctx, p, mark, &s); err != nil {
-			return nil, fmt.Errorf("projection %s status: %w", p.name, err)
+			return nil, fmt.Errorf("projection %s status: %w", p.Name, err)
 		}
 		out = append(out, s)
 	}
@@ -99,8 +99,8 @@ func (e *Engine) Status(ctx context.Context) ([]Status, error) {
 // lag sets s's LagEvents and LagSeconds: the events of p after its watermark that p has not
 // applied by its streams' checkpoints (a stream's events there are consecutive versions, see
 // eventstore.StreamSpan), and the age of the oldest.
-func (e *Engine) lag(ctx context.Context, p *projection, mark eventstore.Checkpoint, s *Status) error {
-	spans, err := e.store.StreamSpansIn(ctx, e.pool, mark, eventstore.Checkpoint{}, p.categories)
+func (e *Engine) lag(ctx context.Context, p *ReadModel, mark eventstore.Checkpoint, s *Status) error {
+	spans, err := e.store.StreamSpansIn(ctx, e.pool, mark, eventstore.Checkpoint{}, p.Categories)
 	if err != nil {
 		return err
 	}
@@ -108,7 +108,7 @@ func (e *Engine) lag(ctx context.Context, p *projection, mark eventstore.Checkpo
 	for i, sp := range spans {
 		streams[i] = sp.StreamID
 	}
-	at, err := checkpointsIn(ctx, e.pool, p.name, streams)
+	at, err := checkpointsIn(ctx, e.pool, p.Name, streams)
 	if err != nil {
 		return err
 	}

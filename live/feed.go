@@ -1,11 +1,3 @@
-// Package live carries per-user live updates to connected clients (GET /v1/stream).
-//
-// Projectors append entries to a user's feed inside the transaction that updated the read
-// models (Append), then, after commit, ping the user's core NATS subject
-// huddle.live.<clinic>.<user> (Notifier.Notify). Each server instance holds at most one NATS
-// subscription per connected user (Hub) and wakes that user's streams, which read the feed
-// after the last sequence they sent. A reconnect with Last-Event-ID resumes from the feed: no
-// loss and no duplicates within the retention window; older than that, the client gets reset.
 package live
 
 import (
