@@ -116,7 +116,10 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 	// Commands append through a store on the bounded pool: a request's statements end with it.
 	// The relay, the projectors and their rebuilds keep the unbounded pool (a rebuild's COPY
 	// of a large store may take minutes).
-	cmdStore := eventstore.New(a.reqPool, eventstore.WithLogger(log.With("component", "eventstore")))
+	// Its commits wake this instance's projections at once (a.Engine is set below, before
+	// anything is served).
+	cmdStore := eventstore.New(a.reqPool, eventstore.WithLogger(log.With("component", "eventstore")),
+		eventstore.WithAppended(func(streamID string) { a.Engine.Wake(streamID) }))
 	if a.pub, err = natsbroker.NewPublisher(a.natsURL, wlog); err != nil {
 		return nil, err
 	}
