@@ -415,15 +415,7 @@ type queryRower interface {
 }
 
 func loadCheckpoint(ctx context.Context, q queryRower, name string) (Checkpoint, error) {
-	var cp Checkpoint
-	err := q.QueryRow(ctx, `SELECT tx_id, position FROM eventstore_checkpoints WHERE name = $1`, name).Scan(&cp.TxID, &cp.Position)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Checkpoint{}, nil
-	}
-	if err != nil {
-		return Checkpoint{}, fmt.Errorf("load checkpoint %s: %w", name, err)
-	}
-	return cp, nil
+	return LoadCheckpointIn(ctx, q, name)
 }
 
 func saveCheckpoint(ctx context.Context, q queryRower, name string, cp Checkpoint) error {
