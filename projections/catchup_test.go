@@ -149,3 +149,24 @@ func TestStatus_ReportsEventsInFlightAsLag(t *testing.T) {
 		t.Errorf("inbox lag = %d events, %.3f s after everything was applied, want 0", s.LagEvents, s.LagSeconds)
 	}
 }
+
+// An append on this instance wakes its readers at once (eventstore.WithAppended → Engine.Wake):
+// no relay runs and the poll is an hour, so without the wake nothing would apply the message.
+func TestWake_OwnAppendsAreAppliedWithoutNATSOrPolling(t *testing.T) {
+	t.Parallel()
+	e := projtest.New(t)
+	e.Engine.PollInterval = time.Hour
+	e.Store = eventstore.New(e.Pool, eventstore.WithAppended(e.Engine.Wake))
+	e.Run()
+	e.AppendEvents("c1", "u1", domain.ConversationStream("d1"),
+		domain.ConversationStarted{ConversationID: "d1", Kind: domain.KindGroup, Title: "Pair", OwnerID: "u1", StartedBy: "u1", ParticipantIDs: []string{"u1", "u2"}},
+		domain.MessageSent{MessageID: "m1", SenderID: "u1", Text: "woken"})
+	ctx, cancel := context.WithTimeout(e.Ctx, 20*time.Second)
+	defer cancel()
+	if err := e.Engine.WaitFor(ctx, domain.ConversationStream("d1"), 2); err != nil {
+		t.Fatalf("the append did not wake the reader: %v", err)
+	}
+	if n := e.Count(`SELECT count(*) FROM messages WHERE conversation_id = 'd1'`); n != 1 {
+		t.Errorf("%d messages applied, want 1", n)
+	}
+}
