@@ -12,7 +12,7 @@ import (
 
 	"github.com/huddle-chat/huddle/domain"
 	"github.com/huddle-chat/huddle/inbox"
-	"github.com/huddle-chat/huddle/internal/commands"
+	"github.com/huddle-chat/huddle/commands"
 )
 
 // Commands on one message (API-v1.1 "Clinical messaging") and the commands that answer with

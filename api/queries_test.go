@@ -16,7 +16,7 @@ import (
 	"github.com/huddle-chat/huddle/eventstore"
 	"github.com/huddle-chat/huddle/inbox"
 	"github.com/huddle-chat/huddle/internal/blobs"
-	"github.com/huddle-chat/huddle/internal/commands"
+	"github.com/huddle-chat/huddle/commands"
 	"github.com/huddle-chat/huddle/internal/natsbroker"
 	"github.com/huddle-chat/huddle/internal/testenv"
 	"github.com/huddle-chat/huddle/projections"

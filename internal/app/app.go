@@ -29,7 +29,7 @@ import (
 	"github.com/huddle-chat/huddle/inbox"
 	"github.com/huddle-chat/huddle/internal/audit"
 	"github.com/huddle-chat/huddle/internal/blobs"
-	"github.com/huddle-chat/huddle/internal/commands"
+	"github.com/huddle-chat/huddle/commands"
 	"github.com/huddle-chat/huddle/internal/config"
 	"github.com/huddle-chat/huddle/internal/natsbroker"
 	"github.com/huddle-chat/huddle/live"
@@ -128,7 +128,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 		ReadModels(live.NewWriter(a.nc, log.With("component", "live")).AfterApply))
 	a.Engine.Workers = max(cfg.ProjectionWorkers, 1)
 	a.blobs = blobs.New(a.db.Pool)
-	// ADAPT if internal/commands.New changes: the single line that builds the command handler.
+	// ADAPT if commands.New changes: the single line that builds the command handler.
 	cmds := commands.New(cmdStore, a.blobs, commands.Options{MaxFileBytes: cfg.MaxFileBytes, Log: log.With("component", "commands")})
 	commands.RegisterMetrics(a.Metrics, cmds)
 	a.feed = live.NewFeed(a.db.Pool)
