@@ -13,8 +13,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/huddle-chat/huddle/domain"
 	"github.com/huddle-chat/huddle/commands"
+	"github.com/huddle-chat/huddle/domain"
 )
 
 // registerAdminRoutes mounts the directory endpoints (the group already requires role admin).

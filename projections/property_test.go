@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/huddle-chat/huddle/commands"
 	"github.com/huddle-chat/huddle/domain"
 	"github.com/huddle-chat/huddle/internal/blobs"
-	"github.com/huddle-chat/huddle/commands"
 	"github.com/huddle-chat/huddle/internal/projtest"
 )
 

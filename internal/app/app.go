@@ -24,12 +24,12 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/huddle-chat/huddle/api"
+	"github.com/huddle-chat/huddle/commands"
 	"github.com/huddle-chat/huddle/directory"
 	"github.com/huddle-chat/huddle/eventstore"
 	"github.com/huddle-chat/huddle/inbox"
 	"github.com/huddle-chat/huddle/internal/audit"
 	"github.com/huddle-chat/huddle/internal/blobs"
-	"github.com/huddle-chat/huddle/commands"
 	"github.com/huddle-chat/huddle/internal/config"
 	"github.com/huddle-chat/huddle/internal/natsbroker"
 	"github.com/huddle-chat/huddle/live"
