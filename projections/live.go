@@ -43,13 +43,16 @@ const (
 	// sent into. It reads the store, not member_prefs, so it does not depend on whether the
 	// projector has applied the mute yet (instances and workers may apply a mute and a later
 	// message in either order). Causally later commands always get larger positions.
-	sqlMutedAt = `SELECT substr(stream_id, length('member-') + 1) FROM (
-		SELECT DISTINCT ON (stream_id) stream_id, type FROM events
-		WHERE stream_id = ANY(ARRAY(SELECT 'member-' || user_id FROM visibility
-			WHERE clinic_id = $1 AND conversation_id = $2 AND from_version <= $3 AND (to_version IS NULL OR to_version >= $3)))
+	// Each user's toggles are in their member stream member-<clinic>.<user> and, in stores
+	// written before ADR 0013, the legacy member-<user> (conversation ids are unique across
+	// clinics, so the conversation filter keeps other clinics' toggles out).
+	sqlMutedAt = `SELECT user_id FROM (
+		SELECT DISTINCT ON (user_id) user_id, type FROM events, (SELECT DISTINCT user_id FROM visibility
+			WHERE clinic_id = $1 AND conversation_id = $2 AND from_version <= $3 AND (to_version IS NULL OR to_version >= $3)) v
+		WHERE stream_id IN ('member-' || $1 || '.' || user_id, 'member-' || user_id)
 		  AND type IN ('ConversationMuted', 'ConversationUnmuted')
 		  AND data->>'conversation_id' = $2 AND global_position < $4
-		ORDER BY stream_id, global_position DESC) last
+		ORDER BY user_id, global_position DESC) last
 		WHERE type = 'ConversationMuted'`
 )
 

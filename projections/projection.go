@@ -157,6 +157,9 @@ func (p *projection) applyEvent(b *stmts, e eventstore.RecordedEvent) error {
 
 // streamSuffix returns the id after the category prefix ("conversation-abc" → "abc").
 func streamSuffix(streamID string) string {
+	if eventstore.Category(streamID) == domain.CategoryMember {
+		return domain.MemberStreamUser(streamID) // member-<clinic>.<user>, or legacy member-<user>
+	}
 	_, id, _ := strings.Cut(streamID, "-")
 	return id
 }
