@@ -156,6 +156,13 @@ func TestMemberStreams_CarryOverOfALegacyStore(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A user id from before the directory alphabet, with a '.': its legacy stream looks like a
+	// scoped one (clinic "dr", user "ann") to anyone who ignores the event's clinic.
+	if _, err := store.Append(ctx, domain.LegacyMemberStream("dr.ann"), eventstore.ExpectAny, []eventstore.EventData{{
+		Type: "ConversationArchived", Data: []byte(`{"conversation_id":"` + chat["clinic-1"] + `"}`),
+		Metadata: eventstore.Metadata{ActorID: "dr.ann", ClinicID: "clinic-1", CorrelationID: "legacy"}}}, uuid.NewString()); err != nil {
+		t.Fatal(err)
+	}
 	legacyBefore, err := store.ReadStream(ctx, legacy, 1, 100)
 	if err != nil {
 		t.Fatal(err)
@@ -216,6 +223,13 @@ func TestMemberStreams_CarryOverOfALegacyStore(t *testing.T) {
 		if !reflect.DeepEqual(got, w) {
 			t.Errorf("%s carried over %+v, want %+v", clinic, got, w)
 		}
+	}
+	if evs, err := store.ReadStream(ctx, domain.MemberStream("clinic-1", "dr.ann"), 1, 10); err != nil || len(evs) != 1 || evs[0].Type != "MemberStreamCarriedOver" {
+		t.Errorf("dr.ann's legacy stream carried over as %v (%v), want one MemberStreamCarriedOver", evs, err)
+	}
+	var drAnn int
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM member_prefs WHERE clinic_id = 'clinic-1' AND user_id = 'dr.ann' AND archived`).Scan(&drAnn); err != nil || drAnn != 1 {
+		t.Errorf("dr.ann's archive in the read model: %d rows (%v), want 1", drAnn, err)
 	}
 	if after := readModels(); after != before {
 		t.Fatalf("read models rebuilt after the carry-over differ:\nbefore %s\nafter  %s", before, after)

@@ -27,9 +27,9 @@ func ConversationStream(conversationID string) string {
 
 // MemberStream names the stream holding one user's own choices (mute, archive, read marker)
 // in one clinic: member-<clinic>.<user>. Clinic and user ids never contain '.' (the directory
-// id alphabet), so the first '.' splits them and no two clinic/user pairs share a stream.
-// Stores written before ADR 0013 also hold legacy streams member-<user>, shared by every
-// clinic's user of that id; they are history, carried over by internal/memberstreams.
+// id alphabet), so no two clinic/user pairs share a stream. Stores written before ADR 0013
+// also hold legacy streams member-<user>, shared by every clinic's user of that id; they are
+// history, carried over by internal/memberstreams.
 func MemberStream(clinicID, userID string) string {
 	return CategoryMember + "-" + clinicID + "." + userID
 }
@@ -38,20 +38,23 @@ func MemberStream(clinicID, userID string) string {
 // not scoped by clinic). Nothing appends to it any more.
 func LegacyMemberStream(userID string) string { return CategoryMember + "-" + userID }
 
-// MemberStreamUser returns the user whose choices a member stream holds, for both the
-// clinic-scoped form (member-<clinic>.<user>) and the legacy one (member-<user>).
-func MemberStreamUser(streamID string) string {
-	_, rest, _ := strings.Cut(streamID, "-")
-	if _, user, scoped := strings.Cut(rest, "."); scoped {
+// MemberStreamUser returns the user whose choices an event of clinicID in a member stream is
+// about, for both the clinic-scoped form (member-<clinic>.<user>) and the legacy one
+// (member-<user>). It needs the event's clinic: user ids created before the directory alphabet
+// may contain '.', so the stream id alone cannot tell "member-dr.ann" of clinic c1 (legacy,
+// user dr.ann) from the scoped stream of clinic dr's ann.
+func MemberStreamUser(streamID, clinicID string) string {
+	rest := strings.TrimPrefix(streamID, CategoryMember+"-")
+	if user, scoped := strings.CutPrefix(rest, clinicID+"."); scoped {
 		return user
 	}
 	return rest
 }
 
-// IsLegacyMemberStream reports whether streamID is a member stream of the legacy form.
-func IsLegacyMemberStream(streamID string) bool {
-	cat, rest, _ := strings.Cut(streamID, "-")
-	return cat == CategoryMember && rest != "" && !strings.Contains(rest, ".")
+// IsLegacyMemberStream reports whether an event of clinicID in streamID is in a legacy member
+// stream (member-<user>) rather than its clinic's member-<clinic>.<user>.
+func IsLegacyMemberStream(streamID, clinicID string) bool {
+	return strings.HasPrefix(streamID, CategoryMember+"-") && !strings.HasPrefix(streamID, CategoryMember+"-"+clinicID+".")
 }
 
 // AuditStream names the stream recording every audit read in a clinic (who read what, when).

@@ -28,7 +28,7 @@ func clinicOf(e eventstore.RecordedEvent) string {
 		return e.Metadata.ClinicID
 	}
 	if e.Category() == domain.CategoryDirectory {
-		return streamSuffix(e.StreamID)
+		return streamSuffix(e)
 	}
 	return ""
 }

@@ -135,7 +135,7 @@ const (
 
 func applyInbox(b *stmts, e eventstore.RecordedEvent, ev domain.Event) error {
 	clinic := clinicOf(e)
-	id := streamSuffix(e.StreamID)
+	id := streamSuffix(e)
 	at := e.RecordedAt.UTC()
 	v := e.StreamVersion
 	switch x := ev.(type) {

@@ -92,7 +92,7 @@ func appendLive(ctx context.Context, tx pgx.Tx, events []eventstore.RecordedEven
 		it := &item{clinic: clinicOf(e)}
 		switch e.Category() {
 		case domain.CategoryMember:
-			it.member, it.user = true, streamSuffix(e.StreamID)
+			it.member, it.user = true, streamSuffix(e)
 			switch x := ev.(type) {
 			case domain.ConversationMuted:
 				it.conv = x.ConversationID
@@ -109,7 +109,7 @@ func appendLive(ctx context.Context, tx pgx.Tx, events []eventstore.RecordedEven
 			}
 			needParts(it.clinic, it.conv)
 		case domain.CategoryConversation:
-			it.conv = streamSuffix(e.StreamID)
+			it.conv = streamSuffix(e)
 			if _, deleted := ev.(domain.GroupDeleted); deleted {
 				it.deleted = true
 				b1.Queue(sqlInboxUsers, it.clinic, it.conv).Query(func(rows pgx.Rows) (err error) {

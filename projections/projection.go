@@ -155,11 +155,12 @@ func (p *projection) applyEvent(b *stmts, e eventstore.RecordedEvent) error {
 	return nil
 }
 
-// streamSuffix returns the id after the category prefix ("conversation-abc" → "abc").
-func streamSuffix(streamID string) string {
-	if eventstore.Category(streamID) == domain.CategoryMember {
-		return domain.MemberStreamUser(streamID) // member-<clinic>.<user>, or legacy member-<user>
+// streamSuffix returns the id after the category prefix ("conversation-abc" → "abc"); for a
+// member event, its user.
+func streamSuffix(e eventstore.RecordedEvent) string {
+	if e.Category() == domain.CategoryMember {
+		return domain.MemberStreamUser(e.StreamID, e.Metadata.ClinicID) // member-<clinic>.<user>, or legacy member-<user>
 	}
-	_, id, _ := strings.Cut(streamID, "-")
+	_, id, _ := strings.Cut(e.StreamID, "-")
 	return id
 }

@@ -50,8 +50,10 @@ func CarryOver(ctx context.Context, store *eventstore.Store) (Report, error) {
 	if rep.AlreadyDone {
 		return rep, nil
 	}
+	// Legacy: a member event not in its clinic's member-<clinic>.<user> (domain.IsLegacyMemberStream).
 	rows, err := pool.Query(ctx, `SELECT DISTINCT stream_id FROM events
-		WHERE stream_id LIKE 'member-%' AND strpos(stream_id, '.') = 0 ORDER BY stream_id`)
+		WHERE stream_id LIKE 'member-%' AND NOT starts_with(stream_id, 'member-' || (metadata->>'clinic_id') || '.')
+		ORDER BY stream_id`)
 	if err != nil {
 		return rep, fmt.Errorf("member streams: list legacy streams: %w", err)
 	}
@@ -60,9 +62,6 @@ func CarryOver(ctx context.Context, store *eventstore.Store) (Report, error) {
 		return rep, fmt.Errorf("member streams: list legacy streams: %w", err)
 	}
 	for _, stream := range legacy {
-		if !domain.IsLegacyMemberStream(stream) {
-			continue
-		}
 		rep.LegacyStreams++
 		n, err := carryOverStream(ctx, store, stream)
 		if err != nil {
@@ -97,6 +96,9 @@ func carryOverStream(ctx context.Context, store *eventstore.Store, stream string
 		for _, e := range evs {
 			head = e
 			clinic := e.Metadata.ClinicID
+			if !domain.IsLegacyMemberStream(stream, clinic) {
+				continue // already its clinic's own stream (a user id with '.' from before the alphabet)
+			}
 			st, ok := byClinic[clinic]
 			if !ok {
 				st = &clinicState{member: domain.Member{Conversations: map[string]domain.MemberConversation{}}}
@@ -115,12 +117,12 @@ func carryOverStream(ctx context.Context, store *eventstore.Store, stream string
 		}
 		from = evs[len(evs)-1].StreamVersion + 1
 	}
-	user := domain.MemberStreamUser(stream)
 	carried := 0
 	for _, clinic := range clinics {
 		if clinic == "" {
 			return carried, fmt.Errorf("member streams: %s holds an event without a clinic", stream)
 		}
+		user := domain.MemberStreamUser(stream, clinic)
 		st := byClinic[clinic]
 		ev := domain.MemberStreamCarriedOver{FromStream: stream, FromVersion: head.StreamVersion, FromHash: head.Hash,
 			Events: st.events, Conversations: st.member.Conversations}
