@@ -45,6 +45,7 @@ func (s *Server) registerCommandRoutes(g *echo.Group) {
 	g.DELETE("/conversations/:id/archive", s.memberCommand((*commands.Handler).Unarchive), staff)
 	g.POST("/conversations/:id/read", s.markRead, staff)
 	g.GET("/files/:file_id", s.downloadFile, staff)
+	s.registerMessageRoutes(g) // api/messages.go
 }
 
 // commandActor is the caller as the command handler sees them; the request id correlates every
@@ -219,21 +220,6 @@ func (s *Server) startConversation(c echo.Context) error {
 	return c.JSON(status, out)
 }
 
-func (s *Server) renameGroup(c echo.Context) error {
-	id, err := pathID(c, "id")
-	if err != nil {
-		return err
-	}
-	var in struct {
-		Title string `json:"title"`
-	}
-	if err := s.bindCommand(c, &in); err != nil {
-		return err
-	}
-	pos, err := s.Commands.RenameGroup(c.Request().Context(), commandActor(c), id, in.Title)
-	return noContent(c, pos, err)
-}
-
 func (s *Server) deleteGroup(c echo.Context) error {
 	id, err := pathID(c, "id")
 	if err != nil {
@@ -332,6 +318,7 @@ type sentMessageBody struct {
 	ID       string        `json:"id"`
 	SenderID string        `json:"sender_id"`
 	Kind     string        `json:"kind"`
+	Priority string        `json:"priority"`
 	Text     string        `json:"text"`
 	File     *sentFileBody `json:"file,omitempty"`
 	SentAt   string        `json:"sent_at"`
@@ -346,7 +333,7 @@ type sentFileBody struct {
 }
 
 func sentMessage(c echo.Context, m commands.Message) error {
-	out := sentMessageBody{ID: m.ID, SenderID: m.SenderID, Kind: m.Kind, Text: m.Text,
+	out := sentMessageBody{ID: m.ID, SenderID: m.SenderID, Kind: m.Kind, Priority: m.Priority, Text: m.Text,
 		SentAt: m.SentAt.UTC().Format(time.RFC3339Nano)}
 	if m.File != nil {
 		out.File = &sentFileBody{ID: m.File.ID, Name: m.File.Name, Size: m.File.Size, ContentType: m.File.ContentType, SHA256: m.File.SHA256}
@@ -363,6 +350,7 @@ func (s *Server) sendMessage(c echo.Context) error {
 	var in struct {
 		Text            string `json:"text"`
 		ClientMessageID string `json:"client_message_id,omitempty"`
+		Priority        string `json:"priority,omitempty"`
 	}
 	if err := s.bindCommand(c, &in); err != nil {
 		return err
@@ -370,7 +358,8 @@ func (s *Server) sendMessage(c echo.Context) error {
 	if in.ClientMessageID != "" && !validID(in.ClientMessageID) {
 		return invalid("client_message_id: malformed id (1..128 of A-Z a-z 0-9 . _ : @ -)")
 	}
-	m, err := s.Commands.SendMessage(c.Request().Context(), commandActor(c), id, in.Text, in.ClientMessageID)
+	m, err := s.Commands.Send(c.Request().Context(), commandActor(c), id,
+		commands.Send{Text: in.Text, ClientMessageID: in.ClientMessageID, Priority: in.Priority})
 	if err != nil {
 		return err
 	}

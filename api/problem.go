@@ -70,6 +70,10 @@ var statusByCode = map[string]int{
 	domain.CodeForbidden:            http.StatusForbidden,
 	domain.CodeNotFound:             http.StatusNotFound,
 	domain.CodeConflict:             http.StatusConflict,
+	domain.CodeCannotAckOwn:         http.StatusUnprocessableEntity,
+	domain.CodeNotUrgent:            http.StatusUnprocessableEntity,
+	domain.CodeNotMessageSender:     http.StatusForbidden,
+	domain.CodeNotEditable:          http.StatusUnprocessableEntity,
 	domain.CodeBusy:                 http.StatusServiceUnavailable,
 	domain.CodeUnknownUser:          http.StatusForbidden,
 }

@@ -63,7 +63,8 @@ type Deps struct {
 // Server holds the handlers' dependencies.
 type Server struct {
 	Deps
-	echo *echo.Echo
+	echo   *echo.Echo
+	parked *parkedStreams
 }
 
 // New builds the Echo instance with every route of API.md.
@@ -84,7 +85,7 @@ func New(d Deps) *Server {
 	e.HideBanner = true
 	e.HidePort = true
 	e.HTTPErrorHandler = errorHandler(d.Logger)
-	s := &Server{Deps: d, echo: e}
+	s := &Server{Deps: d, echo: e, parked: newParkedStreams()}
 
 	e.Pre(dropUnsafeRequestID)
 	e.Use(middleware.RequestID())

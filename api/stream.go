@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -25,11 +26,81 @@ func (s *Server) stream(c echo.Context) error {
 	}
 	a := actorOf(c)
 	to := live.Target{ClinicID: a.ClinicID, UserID: a.UserID}
+	if c.Request().ProtoMajor == 1 {
+		if served, err := s.streamParked(c, to); served {
+			return err
+		}
+	}
+	return s.streamInHandler(c, to)
+}
 
+// streamHeaders are the response's headers beyond what middleware set.
+func streamHeaders(h http.Header) {
+	h.Set(echo.HeaderContentType, "text/event-stream")
+	h.Set(echo.HeaderCacheControl, "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+}
+
+// startCursor is where a stream starts in the user's feed, and the reset frame to send first
+// when Last-Event-ID cannot be honoured (nil otherwise).
+func startCursor(c echo.Context, oldest, newest int64) (cursor int64, reset []byte) {
 	resumeFrom, resuming, valid := lastEventID(c)
-	ctx := c.Request().Context()
+	if !resuming {
+		return newest, nil
+	}
+	lost := oldest > 0 && resumeFrom < oldest-1
+	if !valid || lost || resumeFrom > newest {
+		var b bytes.Buffer
+		appendSSE(&b, newest, live.KindReset, []byte(`{"reason":"the stream cannot resume from Last-Event-ID; refetch your state"}`))
+		return newest, b.Bytes()
+	}
+	return resumeFrom, nil
+}
+
+// streamParked serves the stream on a connection taken over from net/http (stream_parked.go).
+// served is false when the connection cannot be taken over; nothing was written then.
+func (s *Server) streamParked(c echo.Context, to live.Target) (served bool, err error) {
 	// Watch before reading the feed: an entry committed between the read and the subscription
-	// would otherwise wait for the next heartbeat.
+	// would otherwise wait for the next heartbeat. Wake-ups until the stream is parked only
+	// queue (running is true); the replay then runs as a feed read (reread).
+	p := &parkedStream{s: s, to: to, running: true, reread: true}
+	unwatch, err := s.Live.WatchFunc(to, p.wake)
+	if err != nil {
+		return true, invalid(err.Error())
+	}
+	p.unwatch = unwatch
+	oldest, newest, err := s.Feed.Bounds(c.Request().Context(), to)
+	if err != nil {
+		unwatch()
+		return true, err
+	}
+	streamHeaders(c.Response().Header())
+	conn, ok := hijackStream(c.Response(), c.Response().Header())
+	if !ok {
+		unwatch()
+		return false, nil
+	}
+	res := c.Response()
+	res.Status, res.Committed = http.StatusOK, true // for the access log; net/http no longer writes
+	if conn == nil {
+		unwatch()
+		return true, nil
+	}
+	p.conn = conn
+	cursor, reset := startCursor(c, oldest, newest)
+	p.cursor = cursor
+	if err := writeWithin(conn, append([]byte("retry: 3000\n\n"), reset...)); err != nil {
+		p.close()
+		return true, nil
+	}
+	p.park()
+	return true, nil
+}
+
+// streamInHandler serves the stream from the handler's goroutine, for connections that cannot
+// be taken over (HTTP/2).
+func (s *Server) streamInHandler(c echo.Context, to live.Target) error {
+	ctx := c.Request().Context()
 	wake, stop, err := s.Live.Watch(to)
 	if err != nil {
 		return invalid(err.Error())
@@ -41,31 +112,17 @@ func (s *Server) stream(c echo.Context) error {
 	}
 
 	w := c.Response()
-	h := w.Header()
-	h.Set(echo.HeaderContentType, "text/event-stream")
-	h.Set(echo.HeaderCacheControl, "no-cache")
-	h.Set("Connection", "keep-alive")
-	h.Set("X-Accel-Buffering", "no")
+	streamHeaders(w.Header())
 	w.WriteHeader(http.StatusOK)
-	if _, err := fmt.Fprint(w, "retry: 3000\n\n"); err != nil {
+	cursor, reset := startCursor(c, oldest, newest)
+	if _, err := w.Write(append([]byte("retry: 3000\n\n"), reset...)); err != nil {
 		return nil
-	}
-
-	cursor := newest
-	if resuming {
-		lost := oldest > 0 && resumeFrom < oldest-1
-		if !valid || lost || resumeFrom > newest {
-			if err := writeSSE(w, newest, live.KindReset, []byte(`{"reason":"the stream cannot resume from Last-Event-ID; refetch your state"}`)); err != nil {
-				return nil
-			}
-		} else {
-			cursor = resumeFrom
-		}
 	}
 	w.Flush()
 
 	heartbeat := time.NewTicker(s.heartbeat())
 	defer heartbeat.Stop()
+	var frames bytes.Buffer
 	for {
 		for {
 			entries, err := s.Feed.After(ctx, to, cursor, streamBatch)
@@ -73,14 +130,16 @@ func (s *Server) stream(c echo.Context) error {
 				if ctx.Err() != nil {
 					return nil
 				}
-				s.Logger.Warn("live stream read failed", "user", a.UserID, "err", err)
+				s.Logger.Warn("live stream read failed", "user", to.UserID, "err", err)
 				break
 			}
+			frames.Reset()
 			for _, e := range entries {
-				if err := writeSSE(w, e.Seq, e.Kind, e.Body); err != nil {
-					return nil
-				}
+				appendSSE(&frames, e.Seq, e.Kind, e.Body)
 				cursor = e.Seq
+			}
+			if _, err := w.Write(frames.Bytes()); err != nil {
+				return nil
 			}
 			w.Flush()
 			if len(entries) < streamBatch {
@@ -122,9 +181,4 @@ func lastEventID(c echo.Context) (id int64, resuming, valid bool) {
 		return 0, true, false
 	}
 	return v, true, true
-}
-
-func writeSSE(w *echo.Response, id int64, event string, data []byte) error {
-	_, err := fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", id, event, data)
-	return err
 }

@@ -27,6 +27,12 @@ type Conversation struct {
 	Version int64 `json:"version"`
 	// Shared files are not listed here: the blob store records each file's FileShared
 	// version for downloads, so the state stays the same size however many files a chat has.
+	// Messages are not either (message.go says what is kept for the rules on them, and why).
+
+	// Urgent lists the urgent messages someone still has to acknowledge, by version.
+	Urgent []UrgentMessage `json:"urgent,omitempty"`
+	// Recalled holds the versions of the recalled messages, ascending.
+	Recalled []int64 `json:"recalled,omitempty"`
 }
 
 // Participant is one person who ever took part in a conversation.
@@ -134,8 +140,9 @@ type StartGroup struct {
 // RenameGroup gives a group a new title.
 type RenameGroup struct{ ActorID, Title string }
 
-// SendMessage posts a text message.
-type SendMessage struct{ SenderID, Text, ClientMessageID string }
+// SendMessage posts a text message. Priority is "" or PriorityNormal for a normal message,
+// PriorityUrgent for one that waits for each recipient's acknowledgement.
+type SendMessage struct{ SenderID, Text, ClientMessageID, Priority string }
 
 // ShareFile posts a file message; the bytes are already stored under FileID.
 type ShareFile struct {
@@ -221,11 +228,15 @@ func DecideConversation(c Conversation, dir Directory, cmd ConversationCommand) 
 		if err := checkClientMessageID(cmd.ClientMessageID); err != nil {
 			return nil, err
 		}
+		priority, err := checkPriority(cmd.Priority)
+		if err != nil {
+			return nil, err
+		}
 		if err := c.canSend(dir, cmd.SenderID); err != nil {
 			return nil, err
 		}
 		return []Event{MessageSent{MessageID: MessageID(c.ID, c.Version+1), SenderID: cmd.SenderID,
-			Text: cmd.Text, ClientMessageID: cmd.ClientMessageID}}, nil
+			Text: cmd.Text, ClientMessageID: cmd.ClientMessageID, Priority: priority}}, nil
 	case ShareFile:
 		if err := checkID("file_id", cmd.FileID); err != nil {
 			return nil, err
@@ -310,6 +321,12 @@ func DecideConversation(c Conversation, dir Directory, cmd ConversationCommand) 
 			return nil, newError(CodeNotGroupOwner, "only the group owner can delete the group")
 		}
 		return []Event{GroupDeleted{DeletedBy: cmd.ActorID}}, nil
+	case AcknowledgeMessage:
+		return decideAcknowledge(c, cmd)
+	case EditMessage:
+		return decideEdit(c, dir, cmd)
+	case RecallMessage:
+		return decideRecall(c, cmd)
 	}
 	return nil, newError(CodeInvalid, "unknown conversation command")
 }
@@ -340,7 +357,9 @@ func decideStartDirect(c Conversation, dir Directory, cmd StartDirect) ([]Event,
 }
 
 func decideStartGroup(c Conversation, dir Directory, cmd StartGroup) ([]Event, error) {
-	title, err := cleanLine("title", cmd.Title, 1, MaxTitleRunes)
+	// The title is optional (API.md): an untitled group shows its members' names, which the
+	// read side computes for each reader. Renaming needs a title.
+	title, err := cleanLine("title", cmd.Title, 0, MaxTitleRunes)
 	if err != nil {
 		return nil, err
 	}
@@ -366,6 +385,17 @@ func decideStartGroup(c Conversation, dir Directory, cmd StartGroup) ([]Event, e
 	}
 	return []Event{ConversationStarted{ConversationID: cmd.ConversationID, Kind: KindGroup, Title: title,
 		OwnerID: cmd.Creator, StartedBy: cmd.Creator, ParticipantIDs: append([]string{cmd.Creator}, others...)}}, nil
+}
+
+// checkPriority turns a requested priority into the one a MessageSent records ("" for normal).
+func checkPriority(p string) (string, error) {
+	switch p {
+	case "", PriorityNormal:
+		return "", nil
+	case PriorityUrgent:
+		return PriorityUrgent, nil
+	}
+	return "", newError(CodeInvalid, "priority: must be normal or urgent")
 }
 
 func checkClientMessageID(id string) error {
@@ -466,6 +496,13 @@ func EvolveConversation(c Conversation, version int64, e Event) Conversation {
 		c.Title = ev.Title
 	case GroupDeleted:
 		c.Deleted = true
+	case MessageSent, MessageAcknowledged, MessageRecalled:
+		c = c.evolveMessage(version, e)
+	}
+	switch e.(type) {
+	case ParticipantLeft, ParticipantRemoved:
+		// Someone gone no longer owes acknowledgements: some urgent messages may be settled.
+		c = c.settleUrgent()
 	}
 	return c
 }

@@ -18,8 +18,9 @@
 //     member, removing or leaving when already gone, muting when muted, setting the same
 //     profile, a read marker that would move backwards. Retried clicks are harmless.
 //   - Removing yourself is invalid_request ("leave the group instead").
-//   - A group needs a title (1..200) and at least one other participant; the caller is dropped
-//     from participant_ids and repeats are ignored.
+//   - A group's title is optional (0..200; blank is untitled, and the read side shows the
+//     members' names); renaming needs 1..200. A group needs at least one other participant;
+//     the caller is dropped from participant_ids and repeats are ignored.
 //   - Starting (or continuing) a direct chat requires the other person in your address book,
 //     as API.md says for every participant. Sending in an existing direct chat only needs both
 //     people active: leaving a shared room keeps the chat usable, a deactivated user's direct
@@ -32,4 +33,14 @@
 //     address book.
 //   - Message ids are MessageID(conversation, stream version): a read marker naming a message
 //     needs no lookup, and system messages can use the same scheme.
+//   - Urgent messages (API-v1.1): acknowledging is for an active member (not_a_participant)
+//     who can see the message (not_found) and did not send it (cannot_ack_own), of an urgent
+//     message (not_urgent); acknowledging one you owe nothing on (acknowledged already,
+//     recalled, or you left and came back since it was sent) changes nothing. PendingAcks is
+//     the one rule of who still owes an acknowledgement.
+//   - Editing: the sender (not_message_sender), while they can send (cannot_send), a text
+//     message not recalled (not_editable). Each edit is recorded, the same text again too.
+//   - Recalling: the sender or the group's owner (not_message_sender), while an active
+//     member (not_a_participant); recalling again changes nothing. A recalled urgent message
+//     waits for nobody.
 package domain

@@ -17,6 +17,11 @@ const (
 	CodeForbidden            = "forbidden"
 	CodeNotFound             = "not_found"
 	CodeConflict             = "conflict"
+	// Clinical messaging (API-v1.1): acknowledging, editing and recalling messages.
+	CodeCannotAckOwn     = "cannot_ack_own"
+	CodeNotUrgent        = "not_urgent"
+	CodeNotMessageSender = "not_message_sender"
+	CodeNotEditable      = "not_editable"
 	// CodeBusy: the command could not be applied before its deadline (503, Retry-After).
 	CodeBusy = "busy"
 	// CodeUnknownUser: a staff token whose user is not active in its clinic's directory.

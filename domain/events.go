@@ -116,12 +116,46 @@ type ConversationStarted struct {
 	ParticipantIDs []string `json:"participant_ids"`
 }
 
-// MessageSent is a text message.
+// MessageSent is a text message. Priority is PriorityUrgent for an urgent message and absent
+// for a normal one (events stored before priorities existed are normal, unchanged).
 type MessageSent struct {
 	MessageID       string `json:"message_id"`
 	SenderID        string `json:"sender_id"`
 	Text            string `json:"text"`
 	ClientMessageID string `json:"client_message_id,omitempty"`
+	Priority        string `json:"priority,omitempty"`
+}
+
+// Message priorities. A MessageSent records only PriorityUrgent; no priority means normal.
+const (
+	PriorityNormal = "normal"
+	PriorityUrgent = "urgent"
+)
+
+// Urgent reports whether the message waits for its recipients' acknowledgements.
+func (m MessageSent) Urgent() bool { return m.Priority == PriorityUrgent }
+
+// MessageAcknowledged records that UserID confirmed they saw an urgent message. When it
+// happened is the event's recorded_at.
+type MessageAcknowledged struct {
+	MessageID string `json:"message_id"`
+	UserID    string `json:"user_id"`
+}
+
+// MessageEdited records new text for a text message, by its sender. The original text stays in
+// its MessageSent event and every earlier edit in its own MessageEdited; the edit's time is the
+// event's recorded_at (edited_at).
+type MessageEdited struct {
+	MessageID string `json:"message_id"`
+	Text      string `json:"text"`
+	EditedBy  string `json:"edited_by"`
+}
+
+// MessageRecalled records that a message was withdrawn, by its sender or the group's owner:
+// members no longer see its text or file; auditors still do, in the events before this one.
+type MessageRecalled struct {
+	MessageID  string `json:"message_id"`
+	RecalledBy string `json:"recalled_by"`
 }
 
 // FileShared is a file message. The bytes live in the blob store under FileID, never in events.
@@ -235,6 +269,9 @@ func (RoomMemberRemoved) EventType() string      { return "RoomMemberRemoved" }
 func (ConversationStarted) EventType() string    { return "ConversationStarted" }
 func (MessageSent) EventType() string            { return "MessageSent" }
 func (FileShared) EventType() string             { return "FileShared" }
+func (MessageAcknowledged) EventType() string    { return "MessageAcknowledged" }
+func (MessageEdited) EventType() string          { return "MessageEdited" }
+func (MessageRecalled) EventType() string        { return "MessageRecalled" }
 func (ParticipantAdded) EventType() string       { return "ParticipantAdded" }
 func (ParticipantRemoved) EventType() string     { return "ParticipantRemoved" }
 func (ParticipantLeft) EventType() string        { return "ParticipantLeft" }
@@ -260,6 +297,9 @@ var eventFactories = map[string]func() Event{
 	"ConversationStarted":     func() Event { return &ConversationStarted{} },
 	"MessageSent":             func() Event { return &MessageSent{} },
 	"FileShared":              func() Event { return &FileShared{} },
+	"MessageAcknowledged":     func() Event { return &MessageAcknowledged{} },
+	"MessageEdited":           func() Event { return &MessageEdited{} },
+	"MessageRecalled":         func() Event { return &MessageRecalled{} },
 	"ParticipantAdded":        func() Event { return &ParticipantAdded{} },
 	"ParticipantRemoved":      func() Event { return &ParticipantRemoved{} },
 	"ParticipantLeft":         func() Event { return &ParticipantLeft{} },
@@ -325,6 +365,12 @@ func deref(e Event) Event {
 	case *MessageSent:
 		return *v
 	case *FileShared:
+		return *v
+	case *MessageAcknowledged:
+		return *v
+	case *MessageEdited:
+		return *v
+	case *MessageRecalled:
 		return *v
 	case *ParticipantAdded:
 		return *v

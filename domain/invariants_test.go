@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math/rand"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -13,6 +14,8 @@ import (
 //   - the owner of a live (not deleted, not closed) group is an active member;
 //   - a message is only ever decided for an active member;
 //   - a deleted group accepts no command at all;
+//   - an acknowledgement comes only from someone who owes it, edits and recalls only from
+//     active members, and the state keeps no settled urgent message;
 //   - the state survives a JSON round trip (the runner snapshots it).
 func TestConversationInvariants_RandomCommands(t *testing.T) {
 	dir := clinic()
@@ -22,9 +25,26 @@ func TestConversationInvariants_RandomCommands(t *testing.T) {
 		pick := func() string { return users[rng.Intn(len(users))] }
 		c := conversationOf(ConversationStarted{ConversationID: groupID, Kind: KindGroup, Title: "T", OwnerID: "ann",
 			StartedBy: "ann", ParticipantIDs: []string{"ann", "bob", "cat"}})
-		for step := 0; step < 60; step++ {
+		// sent are the messages so far; someMessage is what the handler would read for one of
+		// the last few (or, now and then, for an id that names no message: the zero value).
+		var sent []SentMessage
+		someMessage := func() SentMessage {
+			if len(sent) == 0 || rng.Intn(8) == 0 {
+				return SentMessage{}
+			}
+			return sent[len(sent)-1-rng.Intn(min(len(sent), 3))]
+		}
+		for step := 0; step < 80; step++ {
 			var cmd ConversationCommand
-			switch rng.Intn(9) {
+			switch rng.Intn(14) {
+			case 9:
+				cmd = SendMessage{SenderID: pick(), Text: "now", Priority: PriorityUrgent}
+			case 10, 13:
+				cmd = AcknowledgeMessage{ActorID: pick(), Message: someMessage()}
+			case 11:
+				cmd = EditMessage{ActorID: pick(), Text: "fixed", Message: someMessage()}
+			case 12:
+				cmd = RecallMessage{ActorID: pick(), Message: someMessage()}
 			case 0, 1:
 				cmd = SendMessage{SenderID: pick(), Text: "hi"}
 			case 2:
@@ -61,10 +81,27 @@ func TestConversationInvariants_RandomCommands(t *testing.T) {
 					if !c.IsActive(ev.SenderID) {
 						t.Fatalf("seed %d step %d: file from inactive %s", seed, step, ev.SenderID)
 					}
+				case MessageAcknowledged:
+					_, v, _ := ParseMessageID(ev.MessageID)
+					if !slices.Contains(c.PendingAcks(v), ev.UserID) {
+						t.Fatalf("seed %d step %d: %s acknowledged %s without owing it (pending %v)", seed, step, ev.UserID, ev.MessageID, c.PendingAcks(v))
+					}
+				case MessageEdited, MessageRecalled:
+					if !c.IsActive(cmdActor(cmd)) {
+						t.Fatalf("seed %d step %d: %#v by an inactive member", seed, step, ev)
+					}
 				}
 			}
 			for _, e := range events {
 				c = EvolveConversation(c, c.Version+1, e)
+				if m, ok := SentMessageOf(c.Version, e); ok {
+					sent = append(sent, m)
+				}
+			}
+			for _, u := range c.Urgent {
+				if len(c.PendingAcks(u.Version)) == 0 || c.IsRecalled(u.Version) {
+					t.Fatalf("seed %d step %d: settled urgent message %d kept in the state", seed, step, u.Version)
+				}
 			}
 			if !c.Deleted && !c.Closed() && !c.IsActive(c.OwnerID) {
 				t.Fatalf("seed %d step %d: owner %s of a live group is not active: %+v", seed, step, c.OwnerID, c.Participants)
@@ -81,8 +118,24 @@ func TestConversationInvariants_RandomCommands(t *testing.T) {
 	}
 }
 
+func cmdActor(cmd ConversationCommand) string {
+	switch cmd := cmd.(type) {
+	case EditMessage:
+		return cmd.ActorID
+	case RecallMessage:
+		return cmd.ActorID
+	}
+	return ""
+}
+
 // normalise makes nil and empty collections compare equal after a JSON round trip.
 func normalise(c Conversation) Conversation {
+	if len(c.Urgent) == 0 {
+		c.Urgent = nil
+	}
+	if len(c.Recalled) == 0 {
+		c.Recalled = nil
+	}
 	for i := range c.Participants {
 		if len(c.Participants[i].Windows) == 0 {
 			c.Participants[i].Windows = nil

@@ -35,7 +35,7 @@ type applied struct {
 	last     map[string]eventstore.RecordedEvent // each stream's newest applied event
 	deferred map[string]bool                     // streams skipped: they do not continue their checkpoint
 	dups     int
-	targets  []live.Target // users to ping after commit (inbox only)
+	written  []live.Written // live entries to push after commit (inbox only)
 }
 
 // applyIn applies evs (in the store's order) to p's read model in tx, by the per-stream
@@ -118,7 +118,7 @@ func (e *Engine) applyIn(ctx context.Context, tx pgx.Tx, p *projection, evs []ev
 	}
 	if p.name == Inbox && len(res.events) > 0 {
 		var err error
-		if res.targets, err = appendLive(ctx, tx, res.events); err != nil {
+		if res.written, err = appendLive(ctx, tx, res.events); err != nil {
 			return res, err
 		}
 	}

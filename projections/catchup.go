@@ -241,7 +241,7 @@ func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 	}
 
 	for _, r := range results {
-		e.notifier.Notify(r.targets...)
+		e.notifier.Deliver(r.written)
 		e.m.applied.WithLabelValues(p.name).Add(float64(len(r.events)))
 		if r.dups > 0 {
 			e.m.duplicates.WithLabelValues(p.name).Add(float64(r.dups))

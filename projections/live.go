@@ -56,12 +56,12 @@ const (
 		WHERE type = 'ConversationMuted'`
 )
 
-// appendLive appends the feed entries for events (already applied in tx) and returns whom to
-// ping after commit. Three round trips for a whole batch, however many events and users: what
+// appendLive appends the feed entries for events (already applied in tx) and returns them, to
+// push to the users' streams after commit. Three round trips for a whole batch, however many events and users: what
 // each event needs (who sees it, its message row, who had muted the chat, participants), then
 // every summary and unread body the entries carry (each distinct one read once: they are all
 // read after the batch's statements, so repeats would read the same), then the appends.
-func appendLive(ctx context.Context, tx pgx.Tx, events []eventstore.RecordedEvent) ([]live.Target, error) {
+func appendLive(ctx context.Context, tx pgx.Tx, events []eventstore.RecordedEvent) ([]live.Written, error) {
 	type item struct {
 		clinic, conv, user string // user: a member event's
 		unread             bool   // a member event that moves the unread counts
@@ -206,12 +206,9 @@ func appendLive(ctx context.Context, tx pgx.Tx, events []eventstore.RecordedEven
 
 	// Round trip 3: the entries, in event order; per event in user id order, so two
 	// transactions lock the users' feed cursors in a consistent order.
-	var targets []live.Target
 	var pending []live.Pending
 	add := func(clinic, user, kind string, body any) {
-		to := live.Target{ClinicID: clinic, UserID: user}
-		pending = append(pending, live.Pending{To: to, Kind: kind, Body: body})
-		targets = append(targets, to)
+		pending = append(pending, live.Pending{To: live.Target{ClinicID: clinic, UserID: user}, Kind: kind, Body: body})
 	}
 	summary := func(clinic, user, conv string) {
 		if s := summaries[sumKey{clinic, user, conv}]; s != nil {
@@ -255,10 +252,7 @@ func appendLive(ctx context.Context, tx pgx.Tx, events []eventstore.RecordedEven
 			}
 		}
 	}
-	if err := live.AppendAll(ctx, tx, pending); err != nil {
-		return nil, err
-	}
-	return targets, nil
+	return live.AppendAll(ctx, tx, pending)
 }
 
 // messageEvent is what the live feed needs to know about a conversation event: who can see

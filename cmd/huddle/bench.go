@@ -43,6 +43,8 @@ Phases, in order (each can be turned off):
              member's /v1/stream.
   fanout     one group of --fanout members, all connected to /v1/stream; --fanout-messages
              messages; the time until each member's stream shows each one.
+  idle       --idle live streams left open (the bench's users in turn): the server's Go heap
+             and stacks, resident set and goroutines per stream, from its /metrics and /proc.
   read       --reads times: post, then read back with Huddle-Min-Position (write-to-read).
 
 --json prints one JSON object with every figure instead of the text report. Progress goes to
@@ -63,6 +65,7 @@ type benchFlags struct {
 	pacedDuration  time.Duration
 	fanout         int
 	fanoutMessages int
+	idle           int
 	reads          int
 	serverPID      int
 	json           bool
@@ -82,6 +85,7 @@ func parseBenchFlags(args []string) (benchFlags, error) {
 	fs.DurationVar(&f.pacedDuration, "paced-duration", 10*time.Second, "length of each paced run")
 	fs.IntVar(&f.fanout, "fanout", 100, "members of the fan-out group, all connected (0: skip)")
 	fs.IntVar(&f.fanoutMessages, "fanout-messages", 20, "messages sent into the fan-out group")
+	fs.IntVar(&f.idle, "idle", 2000, "idle live streams to open and measure the server with (0: skip; the goal is 20,000 a server: raise ulimit -n)")
 	fs.IntVar(&f.reads, "reads", 200, "messages in the read-your-writes phase (0: skip)")
 	fs.IntVar(&f.serverPID, "server-pid", 0, "pid of huddle serve for CPU figures (default: found in /proc)")
 	fs.BoolVar(&f.json, "json", false, "print the report as one JSON object")
@@ -106,6 +110,8 @@ func parseBenchFlags(args []string) (benchFlags, error) {
 		return f, usagef("--duration, --reads and --pgbench-seconds must not be negative, --paced-duration positive")
 	case f.hotMessages < 1 || f.fanoutMessages < 1:
 		return f, usagef("--hot-messages and --fanout-messages must be positive")
+	case f.idle < 0 || f.idle > 1_000_000:
+		return f, usagef("--idle must be 0..1000000")
 	case f.fanout != 0 && (f.fanout < 2 || f.fanout > 1000):
 		return f, usagef("--fanout must be 0 or 2..1000")
 	}
@@ -148,6 +154,7 @@ type benchReport struct {
 	Hot            []hotResult       `json:"hot,omitempty"`
 	Paced          []pacedResult     `json:"paced,omitempty"`
 	Fanout         *fanoutResult     `json:"fanout,omitempty"`
+	Idle           *idleResult       `json:"idle,omitempty"`
 	ReadYourWrites *latencyStats     `json:"read_your_writes,omitempty"`
 	Notes          []string          `json:"notes,omitempty"`
 }
@@ -247,6 +254,15 @@ func bench(ctx context.Context, args []string) error {
 			return err
 		}
 		r.Fanout = &fo
+	}
+	if f.idle > 0 {
+		benchProgress("idle: %d live streams", f.idle)
+		id, notes, err := c.idlePhase(ctx, f.idle, users, procs)
+		r.Notes = append(r.Notes, notes...)
+		if err != nil {
+			return err
+		}
+		r.Idle = &id
 	}
 	if f.reads > 0 {
 		benchProgress("read-your-writes: %d rounds", f.reads)

@@ -298,6 +298,13 @@ func printReport(w io.Writer, r benchReport) {
 	if f := r.Fanout; f != nil {
 		fmt.Fprintf(w, "fanout: group of %d, %d messages: %d of %d deliveries; send -> stream %s\n", f.Members, f.Messages, f.Delivered, f.Expected, f.Delivery)
 	}
+	if id := r.Idle; id != nil {
+		fmt.Fprintf(w, "idle: %d live streams opened in %.1f s; per stream the server holds %.0f B of Go heap and stacks", id.Opened, id.Seconds, id.HeapStackPerStream)
+		if id.RSSPerStream > 0 {
+			fmt.Fprintf(w, ", %.0f B resident", id.RSSPerStream)
+		}
+		fmt.Fprintf(w, ", %.3f goroutines\n", id.GoroutinesPerStream)
+	}
 	if rw := r.ReadYourWrites; rw != nil {
 		fmt.Fprintf(w, "write-to-read (POST, then GET with Huddle-Min-Position): %s\n", rw)
 	}

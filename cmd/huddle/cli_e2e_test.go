@@ -158,7 +158,7 @@ func TestBench_MeasuresARunningServer(t *testing.T) {
 	out := s.run("bench", "--json", "--server-pid", strconv.Itoa(s.cmd.Process.Pid),
 		"--duration", "1s", "--senders", "2", "--group-size", "3", "--pgbench-seconds", "1",
 		"--hot-senders", "6", "--hot-messages", "4", "--rates", "20", "--paced-duration", "1s",
-		"--fanout", "4", "--fanout-messages", "2", "--reads", "5")
+		"--fanout", "4", "--fanout-messages", "2", "--reads", "5", "--idle", "50")
 	var r struct {
 		Durability map[string]string `json:"durability"`
 		Baseline   *struct {
@@ -195,6 +195,12 @@ func TestBench_MeasuresARunningServer(t *testing.T) {
 		ReadYourWrites struct {
 			Samples int `json:"samples"`
 		} `json:"read_your_writes"`
+		Idle *struct {
+			Opened     int     `json:"opened"`
+			HeapStack  float64 `json:"heap_and_stack_bytes_per_stream"`
+			RSS        float64 `json:"rss_bytes_per_stream"`
+			Goroutines float64 `json:"goroutines_per_stream"`
+		} `json:"idle"`
 	}
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("bench --json: %v\n%s", err, out)
@@ -221,10 +227,14 @@ func TestBench_MeasuresARunningServer(t *testing.T) {
 	if r.ReadYourWrites.Samples != 5 {
 		t.Errorf("read phase: %+v", r.ReadYourWrites)
 	}
+	// Parked streams hold no goroutine; a figure that is not measured reads 0 and fails here.
+	if r.Idle == nil || r.Idle.Opened != 50 || r.Idle.HeapStack == 0 || r.Idle.Goroutines >= 1 {
+		t.Errorf("idle phase: %+v", r.Idle)
+	}
 	// The text report names every figure.
 	text := s.run("bench", "--server-pid", strconv.Itoa(s.cmd.Process.Pid), "--duration", "1s", "--senders", "2", "--group-size", "3", "--pgbench-seconds", "1",
-		"--hot-senders", "3", "--hot-messages", "2", "--rates", "10", "--paced-duration", "1s", "--fanout", "0", "--reads", "3")
-	for _, want := range []string{"baseline: pgbench", "ratio send/baseline", "hot group, 3 senders: 6 of 6", "CPU per accepted message", "send -> another member's stream", "write-to-read"} {
+		"--hot-senders", "3", "--hot-messages", "2", "--rates", "10", "--paced-duration", "1s", "--fanout", "0", "--reads", "3", "--idle", "10")
+	for _, want := range []string{"idle: 10 live streams opened", "baseline: pgbench", "ratio send/baseline", "hot group, 3 senders: 6 of 6", "CPU per accepted message", "send -> another member's stream", "write-to-read"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("text report lacks %q:\n%s", want, text)
 		}

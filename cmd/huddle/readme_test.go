@@ -36,7 +36,8 @@ func readmeBlocks(t *testing.T, heading string) []string {
 // TestReadme_TryItWalk runs the README's "Try it" block with bash against the real binary, as a
 // newcomer would after "Run it": huddle on the PATH, the server's environment, the server
 // answering where the README says (its localhost:8080 is this test's port). It must end with
-// Bob reading Alice's message and the message event on his stream.
+// Bob reading Alice's message and the message event on his stream; then the "For frontends"
+// block runs on (an urgent message, acknowledged), and must print nothing.
 func TestReadme_TryItWalk(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Fatal("the README's walk needs curl: install it (.ci/run does)")
@@ -50,9 +51,15 @@ func TestReadme_TryItWalk(t *testing.T) {
 		t.Fatalf("README \"Try it\" has %d sh blocks, want 1", len(try))
 	}
 
+	// "For frontends" shows an urgent message and its acknowledgement, continuing the walk.
+	urgent := readmeBlocks(t, "## For frontends")
+	if len(urgent) != 1 || !strings.Contains(urgent[0], "/ack") {
+		t.Fatalf("README \"For frontends\" should have one sh block, acknowledging an urgent message: %q", urgent)
+	}
+
 	s := newServer(t)
 	s.start()
-	script := strings.ReplaceAll(try[0], "localhost:8080", strings.TrimPrefix(s.base, "http://"))
+	script := strings.ReplaceAll(try[0]+urgent[0], "localhost:8080", strings.TrimPrefix(s.base, "http://"))
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", script)

@@ -289,6 +289,7 @@ func (a *App) Run(ctx context.Context) error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
 	endStreams()
+	a.Server.EndStreams()
 	if serr := srv.Shutdown(shutdownCtx); serr != nil {
 		a.log.Warn("http shutdown incomplete, closing connections", "err", serr)
 		srv.Close()

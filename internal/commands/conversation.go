@@ -37,6 +37,7 @@ type Message struct {
 	ConversationID string
 	SenderID       string
 	Kind           string // "text" or "file"
+	Priority       string // domain.PriorityNormal or domain.PriorityUrgent
 	Text           string
 	File           *File
 	SentAt         time.Time
@@ -177,11 +178,24 @@ func people(dir domain.Directory, ids []string) []Person {
 	return out
 }
 
-// SendMessage posts a text message. With a clientMessageID, repeating the request returns the
-// message sent the first time and posts nothing.
+// SendMessage posts a normal text message (see Send).
 func (h *Handler) SendMessage(ctx context.Context, a Actor, conversationID, text, clientMessageID string) (Message, error) {
-	res, _, _, err := h.runWithDirectory(ctx, a, conversationID, h.messageCommandID(a, conversationID, clientMessageID),
-		clientMessageID != "", domain.SendMessage{SenderID: a.UserID, Text: text, ClientMessageID: clientMessageID})
+	return h.Send(ctx, a, conversationID, Send{Text: text, ClientMessageID: clientMessageID})
+}
+
+// Send is a text message to post: its text, the client's idempotency key (optional) and its
+// priority ("" or "normal", or "urgent").
+type Send struct {
+	Text, ClientMessageID, Priority string
+}
+
+// Send posts a text message. With a ClientMessageID, repeating the request returns the message
+// sent the first time and posts nothing; a repeat with other text or another priority is a
+// conflict.
+func (h *Handler) Send(ctx context.Context, a Actor, conversationID string, in Send) (Message, error) {
+	res, _, _, err := h.runWithDirectory(ctx, a, conversationID, h.messageCommandID(a, conversationID, in.ClientMessageID),
+		in.ClientMessageID != "", domain.SendMessage{SenderID: a.UserID, Text: in.Text, ClientMessageID: in.ClientMessageID,
+			Priority: in.Priority})
 	if err != nil {
 		return Message{}, err
 	}
@@ -189,8 +203,12 @@ func (h *Handler) SendMessage(ctx context.Context, a Actor, conversationID, text
 	if err != nil {
 		return Message{}, err
 	}
-	if res.Duplicate && (m.Kind != "text" || m.Text != text) {
-		return Message{}, reusedClientMessageID(clientMessageID)
+	want := in.Priority
+	if want == "" {
+		want = domain.PriorityNormal
+	}
+	if res.Duplicate && (m.Kind != "text" || m.Text != in.Text || m.Priority != want) {
+		return Message{}, reusedClientMessageID(in.ClientMessageID)
 	}
 	return m, nil
 }
@@ -223,12 +241,17 @@ func messageOf(conversationID string, res eventstore.AppendResult) (Message, err
 		pos := positionOf(res, Position{})
 		switch m := ev.(type) {
 		case domain.MessageSent:
+			priority := domain.PriorityNormal
+			if m.Urgent() {
+				priority = domain.PriorityUrgent
+			}
 			return Message{ID: m.MessageID, ConversationID: conversationID, SenderID: m.SenderID, Kind: "text",
-				Text: m.Text, SentAt: e.RecordedAt, Position: pos}, nil
+				Priority: priority, Text: m.Text, SentAt: e.RecordedAt, Position: pos}, nil
 		case domain.FileShared:
 			return Message{ID: m.MessageID, ConversationID: conversationID, SenderID: m.SenderID, Kind: "file",
-				File:   &File{ID: m.FileID, Name: m.Name, Size: m.Size, ContentType: m.ContentType, SHA256: m.SHA256},
-				SentAt: e.RecordedAt, Position: pos}, nil
+				Priority: domain.PriorityNormal,
+				File:     &File{ID: m.FileID, Name: m.Name, Size: m.Size, ContentType: m.ContentType, SHA256: m.SHA256},
+				SentAt:   e.RecordedAt, Position: pos}, nil
 		}
 	}
 	return Message{}, fmt.Errorf("append to %s: no message among the events written", res.StreamID)
@@ -342,8 +365,8 @@ func (h *Handler) DeleteGroup(ctx context.Context, a Actor, conversationID strin
 }
 
 // OpenFile returns a file's description if the caller can see the message that shared it: the
-// file's conversation is of their clinic, not deleted, and the FileShared event falls inside
-// one of their membership windows. Anything else (including bytes no message shares) is
+// file's conversation is of their clinic, not deleted, the FileShared event falls inside one
+// of their membership windows, and the message was not recalled. Anything else (including bytes no message shares) is
 // not_found. The event's version comes from the blob's mark, or from the store when the
 // process that shared it stopped before marking.
 func (h *Handler) OpenFile(ctx context.Context, a Actor, fileID string) (blobs.Info, error) {
@@ -366,7 +389,9 @@ func (h *Handler) OpenFile(ctx context.Context, a Actor, fileID string) (blobs.I
 	if err != nil {
 		return blobs.Info{}, err
 	}
-	if version == 0 || !conv.CanSee(a.UserID, version) {
+	// A recalled file is gone for members too (API-v1.1); auditors keep its description in the
+	// events.
+	if version == 0 || !conv.CanSee(a.UserID, version) || conv.IsRecalled(version) {
 		return blobs.Info{}, gone
 	}
 	return info, nil

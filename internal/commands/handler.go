@@ -146,7 +146,8 @@ var (
 			return c, nil
 		},
 		// 2: the Files map left the state (blobs record their FileShared version, ADR 0009).
-		SnapshotVersion: 2,
+		// 3: Urgent and Recalled joined it (urgent messages, edits and recalls).
+		SnapshotVersion: 3,
 	}
 	memberAggregate = eventstore.Aggregate[domain.Member]{
 		Initial: func() domain.Member { return domain.Member{Conversations: map[string]domain.MemberConversation{}} },

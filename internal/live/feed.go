@@ -1,10 +1,11 @@
 // Package live carries per-user live updates to connected clients (GET /v1/stream).
 //
 // Projectors append entries to a user's feed inside the transaction that updated the read
-// models (Append), then, after commit, ping the user's core NATS subject
-// huddle.live.<clinic>.<user> (Notifier.Notify). Each server instance holds at most one NATS
-// subscription per connected user (Hub) and wakes that user's streams, which read the feed
-// after the last sequence they sent. A reconnect with Last-Event-ID resumes from the feed: no
+// models (AppendAll), then, after commit, publish them on the user's core NATS subject
+// huddle.live.<clinic>.<user> (Notifier.Deliver). Each server instance holds one NATS
+// subscription for all of them (Hub) and hands the entries to that user's streams, which write
+// them when they follow on from the last sequence sent and read the feed otherwise (a lost or
+// reordered ping, an entry too large to push). A reconnect with Last-Event-ID resumes from the feed: no
 // loss and no duplicates within the retention window; older than that, the client gets reset.
 package live
 
@@ -65,14 +66,21 @@ type Pending struct {
 	Body any
 }
 
+// Written is an entry AppendAll wrote, for the user it was written to: what Notifier.Deliver
+// pushes to the user's streams after the transaction commits.
+type Written struct {
+	To Target
+	Entry
+}
+
 // AppendAll appends entries inside tx, in the given order per user, in two steps whatever
 // their number: one statement moves each user's cursor by their count of entries (users in id
 // order, so two transactions lock cursor rows in the same order), then a COPY writes the
 // entries with the sequences that freed (a projector's batch writes thousands: COPY is about
 // five times faster than the same rows through INSERT ... unnest, and twenty than row inserts).
-func AppendAll(ctx context.Context, tx pgx.Tx, entries []Pending) error {
+func AppendAll(ctx context.Context, tx pgx.Tx, entries []Pending) ([]Written, error) {
 	if len(entries) == 0 {
-		return nil
+		return nil, nil
 	}
 	counts := map[Target]int64{}
 	for _, p := range entries {
@@ -91,7 +99,7 @@ func AppendAll(ctx context.Context, tx pgx.Tx, entries []Pending) error {
 	}
 	rows, err := tx.Query(ctx, sqlReserve, clinics, ids, ns)
 	if err != nil {
-		return fmt.Errorf("live: reserve: %w", err)
+		return nil, fmt.Errorf("live: reserve: %w", err)
 	}
 	next := make(map[Target]int64, len(users)) // the first sequence reserved
 	for rows.Next() {
@@ -99,30 +107,32 @@ func AppendAll(ctx context.Context, tx pgx.Tx, entries []Pending) error {
 		var last int64
 		if err := rows.Scan(&t.ClinicID, &t.UserID, &last); err != nil {
 			rows.Close()
-			return fmt.Errorf("live: reserve: %w", err)
+			return nil, fmt.Errorf("live: reserve: %w", err)
 		}
 		next[t] = last - counts[t] + 1
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("live: reserve: %w", err)
+		return nil, fmt.Errorf("live: reserve: %w", err)
 	}
 	rowsIn := make([][]any, len(entries))
+	written := make([]Written, len(entries))
 	for i, p := range entries {
 		raw, err := json.Marshal(p.Body)
 		if err != nil {
-			return fmt.Errorf("live: encode %s: %w", p.Kind, err)
+			return nil, fmt.Errorf("live: encode %s: %w", p.Kind, err)
 		}
 		rowsIn[i] = []any{p.To.ClinicID, p.To.UserID, next[p.To], p.Kind, raw}
+		written[i] = Written{To: p.To, Entry: Entry{Seq: next[p.To], Kind: p.Kind, Body: raw}}
 		next[p.To]++
 	}
 	if len(rowsIn) <= copyAbove {
-		return insertEntries(ctx, tx, rowsIn)
+		return written, insertEntries(ctx, tx, rowsIn)
 	}
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"live_feed"}, []string{"clinic_id", "user_id", "seq", "kind", "body"}, pgx.CopyFromRows(rowsIn)); err != nil {
-		return fmt.Errorf("live: append: %w", err)
+		return nil, fmt.Errorf("live: append: %w", err)
 	}
-	return nil
+	return written, nil
 }
 
 // copyAbove is the batch size from which COPY beats one INSERT of arrays: COPY costs about a

@@ -172,3 +172,53 @@ func TestHub_WakesEveryStreamOfTheUserPinged(t *testing.T) {
 		t.Fatal("a user whose id holds dots was not woken")
 	}
 }
+
+func TestHub_PingsCarryEntriesOnlyToTheUserTheyAreFor(t *testing.T) {
+	t.Parallel()
+	b := testenv.NATS(t)
+	nc, err := b.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	hub := live.NewHub(nc)
+	// Both ids map to the subject huddle.live.c1.a_b: they share wake-ups, never entries.
+	dotted := live.Target{ClinicID: "c1", UserID: "a.b"}
+	underscored := live.Target{ClinicID: "c1", UserID: "a_b"}
+	if live.Subject(dotted) != live.Subject(underscored) {
+		t.Fatalf("test premise: %q and %q should share a subject", live.Subject(dotted), live.Subject(underscored))
+	}
+	got := map[string]chan []live.Entry{"a.b": make(chan []live.Entry, 4), "a_b": make(chan []live.Entry, 4)}
+	for _, to := range []live.Target{dotted, underscored} {
+		stop, err := hub.WatchFunc(to, func(es []live.Entry) { got[to.UserID] <- es })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer stop()
+	}
+	pub, err := b.Connect()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	live.NewNotifier(pub, testenv.Logger(t)).Deliver([]live.Written{
+		{To: dotted, Entry: live.Entry{Seq: 7, Kind: live.KindUnread, Body: []byte(`{"total":1}`)}},
+		{To: dotted, Entry: live.Entry{Seq: 8, Kind: live.KindUnread, Body: []byte(`{"total":2}`)}},
+	})
+	receive := func(user string) []live.Entry {
+		select {
+		case es := <-got[user]:
+			return es
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s's stream was not woken", user)
+			return nil
+		}
+	}
+	es := receive("a.b")
+	if len(es) != 2 || es[0].Seq != 7 || es[1].Seq != 8 || string(es[1].Body) != `{"total":2}` || es[0].Kind != live.KindUnread {
+		t.Errorf("a.b received %+v, want its two entries in order", es)
+	}
+	if es := receive("a_b"); es != nil {
+		t.Errorf("a_b, sharing the subject, was handed a.b's entries: %+v", es)
+	}
+}
