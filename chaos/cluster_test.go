@@ -215,7 +215,9 @@ func TestChaos_JetStreamClusterLosesANode(t *testing.T) {
 		t.Error("nothing was acknowledged after the kill")
 	}
 	report(t, "three-node JetStream cluster, stream leader killed", l, lost+rmMissing+natsMissing, doubled+rmDoubled+natsDoubled, []time.Duration{recovery})
-	if recovery > 15*time.Second {
-		t.Errorf("messages reached NATS again %v after the node died, want under 15 s", recovery)
+	// nats-server's Raft elects a new leader 4–9 s after the old one went silent; a publish
+	// waits 2 s for its ack before the relay tries again.
+	if recovery > 20*time.Second {
+		t.Errorf("messages reached NATS again %v after the node died, want under 20 s", recovery)
 	}
 }
