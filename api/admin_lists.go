@@ -6,7 +6,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/huddle-chat/huddle/internal/directory"
+	"github.com/huddle-chat/huddle/directory"
 )
 
 // registerAdminListRoutes mounts the directory lists of API v1.1 (the group already requires

@@ -14,7 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/huddle-chat/huddle/domain"
-	"github.com/huddle-chat/huddle/internal/commands"
+	"github.com/huddle-chat/huddle/commands"
 )
 
 // registerAdminRoutes mounts the directory endpoints (the group already requires role admin).

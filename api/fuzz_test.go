@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/huddle-chat/huddle/eventstore"
+	"github.com/huddle-chat/huddle/inbox"
 	"github.com/huddle-chat/huddle/internal/blobs"
-	"github.com/huddle-chat/huddle/internal/commands"
+	"github.com/huddle-chat/huddle/commands"
 	"github.com/huddle-chat/huddle/internal/testenv"
-	"github.com/huddle-chat/huddle/projections"
 )
 
 // fuzzServer is an API on a real database, shared by every input of one fuzz target, with a
@@ -29,7 +29,7 @@ func fuzzServer(f *testing.F) (h http.Handler, staff, admin, group string) {
 	// Queries without projectors: a rename or an edit that succeeds finds nothing to answer
 	// with (404), which is still an answer, not a failure.
 	srv := New(Deps{Logger: slog.New(slog.DiscardHandler), JWTSecret: secret, Commands: cmds, MaxFileBytes: 64 << 10,
-		Queries: projections.NewQueries(pool)})
+		Queries: inbox.NewQueries(pool)})
 	staff, _ = MintToken(secret, "ann", testClinic, []string{RoleStaff}, time.Hour)
 	admin, _ = MintToken(secret, "root", testClinic, []string{RoleAdmin}, time.Hour)
 	call := func(method, path, token, body string) *httptest.ResponseRecorder {

@@ -6,11 +6,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/huddle-chat/huddle/directory"
 	"github.com/huddle-chat/huddle/eventstore"
+	"github.com/huddle-chat/huddle/inbox"
 	"github.com/huddle-chat/huddle/internal/blobs"
-	"github.com/huddle-chat/huddle/internal/commands"
+	"github.com/huddle-chat/huddle/commands"
 	"github.com/huddle-chat/huddle/internal/testenv"
-	"github.com/huddle-chat/huddle/projections"
 )
 
 // NUL and invalid UTF-8 anywhere a client can put text are a 400, never a 500 (Postgres
@@ -21,7 +22,7 @@ func TestInput_NULInvalidUTF8AndBidiAre400(t *testing.T) {
 	store := eventstore.New(pool)
 	secret := []byte("input-secret-input-secret-input-secret")
 	s := New(Deps{Logger: testenv.Logger(t), JWTSecret: secret,
-		Commands: commands.New(store, blobs.New(pool), commands.Options{}), Queries: projections.NewQueries(pool)})
+		Commands: commands.New(store, blobs.New(pool), commands.Options{}), Queries: inbox.NewQueries(pool), Directory: directory.New(pool)})
 	tok, err := MintToken(secret, "ann", "c1", []string{RoleStaff, RoleAdmin}, time.Hour)
 	if err != nil {
 		t.Fatal(err)

@@ -15,7 +15,7 @@ import (
 
 	"github.com/huddle-chat/huddle/api"
 	"github.com/huddle-chat/huddle/internal/app"
-	"github.com/huddle-chat/huddle/internal/commands"
+	"github.com/huddle-chat/huddle/commands"
 	"github.com/huddle-chat/huddle/internal/config"
 	"github.com/huddle-chat/huddle/internal/testenv"
 )

@@ -12,10 +12,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/huddle-chat/huddle/api"
+	"github.com/huddle-chat/huddle/commands"
 	"github.com/huddle-chat/huddle/domain"
 	"github.com/huddle-chat/huddle/eventstore"
+	"github.com/huddle-chat/huddle/internal/app"
 	"github.com/huddle-chat/huddle/internal/blobs"
-	"github.com/huddle-chat/huddle/internal/commands"
 	"github.com/huddle-chat/huddle/internal/memberstreams"
 	"github.com/huddle-chat/huddle/internal/testenv"
 	"github.com/huddle-chat/huddle/projections"
@@ -167,7 +168,7 @@ func TestMemberStreams_CarryOverOfALegacyStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	engine := projections.NewEngine(pool, store, "", testenv.Logger(t), prometheus.NewRegistry())
+	engine := projections.NewEngine(pool, store, "", testenv.Logger(t), prometheus.NewRegistry(), app.ReadModels())
 	readModels := func() string {
 		t.Helper()
 		if err := engine.Rebuild(ctx, nil, nil); err != nil {

@@ -11,8 +11,8 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/huddle-chat/huddle/domain"
-	"github.com/huddle-chat/huddle/internal/commands"
-	"github.com/huddle-chat/huddle/projections"
+	"github.com/huddle-chat/huddle/inbox"
+	"github.com/huddle-chat/huddle/commands"
 )
 
 // Commands on one message (API-v1.1 "Clinical messaging") and the commands that answer with
@@ -57,7 +57,7 @@ func (s *Server) recallMessage(c echo.Context) error {
 
 // editedMessageBody is the Message PATCH answers with.
 type editedMessageBody struct {
-	projections.Message
+	inbox.Message
 	EditedAt string `json:"edited_at"`
 }
 
@@ -146,22 +146,22 @@ func (s *Server) awaitRead(c echo.Context, pos commands.Position) error {
 // see at or before its version.
 // TODO(part2): replace with a lookup of one message on the read side; this builds the list's
 // cursor (projections' "v<version>", base64url) to ask for a page of one.
-func (s *Server) readMessage(c echo.Context, conversationID, messageID string) (projections.Message, error) {
+func (s *Server) readMessage(c echo.Context, conversationID, messageID string) (inbox.Message, error) {
 	if s.Queries == nil {
-		return projections.Message{}, errors.New("api: no read side to answer an edit with")
+		return inbox.Message{}, errors.New("api: no read side to answer an edit with")
 	}
 	a := actorOf(c)
 	_, version, ok := domain.ParseMessageID(messageID)
 	if !ok {
-		return projections.Message{}, notFound("no such message")
+		return inbox.Message{}, notFound("no such message")
 	}
 	before := base64.RawURLEncoding.EncodeToString([]byte("v" + strconv.FormatInt(version+1, 10)))
 	page, err := s.Queries.Messages(c.Request().Context(), a.ClinicID, a.UserID, conversationID, before, 1)
 	if err != nil {
-		return projections.Message{}, queryErr(err, "")
+		return inbox.Message{}, queryErr(err, "")
 	}
 	if len(page.Messages) != 1 || page.Messages[0].ID != messageID {
-		return projections.Message{}, notFound("no such message")
+		return inbox.Message{}, notFound("no such message")
 	}
 	return page.Messages[0], nil
 }

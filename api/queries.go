@@ -11,7 +11,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/huddle-chat/huddle/projections"
+	"github.com/huddle-chat/huddle/inbox"
 )
 
 // minPositionWait bounds how long a GET waits for the read models to catch up with the
@@ -72,14 +72,14 @@ func (s *Server) awaitMinPosition(next echo.HandlerFunc) echo.HandlerFunc {
 func queryLimit(c echo.Context) (int, error) {
 	raw, ok := c.QueryParams()["limit"]
 	if !ok {
-		return projections.DefaultLimit, nil
+		return inbox.DefaultLimit, nil
 	}
 	if len(raw) != 1 {
 		return 0, invalid("query parameter limit: give it once")
 	}
 	n, err := strconv.Atoi(raw[0])
-	if err != nil || n < 1 || n > projections.MaxLimit {
-		return 0, invalid(fmt.Sprintf("query parameter limit: must be an integer from 1 to %d", projections.MaxLimit))
+	if err != nil || n < 1 || n > inbox.MaxLimit {
+		return 0, invalid(fmt.Sprintf("query parameter limit: must be an integer from 1 to %d", inbox.MaxLimit))
 	}
 	return n, nil
 }
@@ -102,9 +102,9 @@ func queryString(c echo.Context, name string, max int) (string, error) {
 // queryErr maps the read side's errors to problems.
 func queryErr(err error, cursorParam string) error {
 	switch {
-	case errors.Is(err, projections.ErrNotFound):
+	case errors.Is(err, inbox.ErrNotFound):
 		return notFound("no such conversation")
-	case errors.Is(err, projections.ErrBadCursor):
+	case errors.Is(err, inbox.ErrBadCursor):
 		return invalid("query parameter " + cursorParam + ": malformed cursor; pass next_cursor from the previous page")
 	}
 	return err
@@ -120,7 +120,7 @@ func (s *Server) listContacts(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	contacts, err := s.Queries.Contacts(c.Request().Context(), a.ClinicID, a.UserID, q, limit)
+	contacts, err := s.Directory.Contacts(c.Request().Context(), a.ClinicID, a.UserID, q, limit)
 	if err != nil {
 		return err
 	}
@@ -132,7 +132,7 @@ func (s *Server) listContacts(c echo.Context) error {
 // "New Chat" search brings an archived chat back.
 func (s *Server) listConversations(c echo.Context) error {
 	a := actorOf(c)
-	var opt projections.ListOptions
+	var opt inbox.ListOptions
 	var err error
 	if opt.Q, err = queryString(c, "q", maxQueryLen); err != nil {
 		return err

@@ -12,9 +12,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/huddle-chat/huddle/directory"
 	"github.com/huddle-chat/huddle/eventstore"
+	"github.com/huddle-chat/huddle/inbox"
 	"github.com/huddle-chat/huddle/internal/blobs"
-	"github.com/huddle-chat/huddle/internal/commands"
+	"github.com/huddle-chat/huddle/commands"
 	"github.com/huddle-chat/huddle/internal/natsbroker"
 	"github.com/huddle-chat/huddle/internal/testenv"
 	"github.com/huddle-chat/huddle/projections"
@@ -40,7 +42,8 @@ func newQueryEnv(t *testing.T) *queryEnv {
 		t.Fatal(err)
 	}
 	relay := eventstore.NewRelay(store, pub, eventstore.RelayConfig{PollInterval: 50 * time.Millisecond}, log, prometheus.NewRegistry())
-	engine := projections.NewEngine(pool, store, broker.ClientURL(), log, prometheus.NewRegistry())
+	engine := projections.NewEngine(pool, store, broker.ClientURL(), log, prometheus.NewRegistry(),
+		[]*projections.ReadModel{directory.ReadModel(), inbox.ReadModel()})
 	done := make(chan struct{}, 2)
 	go func() { _ = relay.Run(ctx); done <- struct{}{} }()
 	go func() { _ = engine.Run(ctx); done <- struct{}{} }()
@@ -52,7 +55,7 @@ func newQueryEnv(t *testing.T) *queryEnv {
 	})
 	secret := []byte("query-secret-query-secret-query-secret")
 	srv := New(Deps{Logger: log, JWTSecret: secret, Commands: commands.New(store, blobs.New(pool), commands.Options{}),
-		Queries: projections.NewQueries(pool), Projections: engine})
+		Queries: inbox.NewQueries(pool), Directory: directory.New(pool), Projections: engine})
 	return &queryEnv{t: t, srv: srv, secret: secret}
 }
 
@@ -141,7 +144,7 @@ func TestQueries_ReadYourWritesThroughTheWholePipeline(t *testing.T) {
 	e := newQueryEnv(t)
 	pos := e.directory()
 
-	var contacts struct{ Contacts []projections.Contact }
+	var contacts struct{ Contacts []directory.Contact }
 	r := e.call(http.MethodGet, "/v1/contacts?q=B", "u1", nil, pos)
 	if r.status != http.StatusOK {
 		t.Fatalf("contacts: %d %s", r.status, r.body)
@@ -162,7 +165,7 @@ func TestQueries_ReadYourWritesThroughTheWholePipeline(t *testing.T) {
 	_, pos = e.must(http.MethodPost, "/v1/conversations/"+conv.ID+"/messages", "u2", map[string]any{"text": "hello team"})
 
 	// Right after the write, with its position: the message is there for everyone.
-	var list projections.ConversationPage
+	var list inbox.ConversationPage
 	r = e.call(http.MethodGet, "/v1/conversations", "u1", nil, pos)
 	if r.status != http.StatusOK {
 		t.Fatalf("list: %d %s", r.status, r.body)
@@ -172,7 +175,7 @@ func TestQueries_ReadYourWritesThroughTheWholePipeline(t *testing.T) {
 		list.Conversations[0].UnreadCount != 1 || list.Conversations[0].Title != "Team" || len(list.Conversations[0].Participants) != 3 {
 		t.Fatalf("list after send: %s", r.body)
 	}
-	var unread projections.Unread
+	var unread inbox.Unread
 	e.call(http.MethodGet, "/v1/unread", "u3", nil, pos).decode(t, &unread)
 	if unread.Total != 1 || unread.TotalIncludingMuted != 1 {
 		t.Fatalf("u3 unread: %+v", unread)
@@ -187,7 +190,7 @@ func TestQueries_ReadYourWritesThroughTheWholePipeline(t *testing.T) {
 	// u3 leaves; u1 writes; u3 sees history up to leaving only, and cannot send.
 	_, _ = e.must(http.MethodPost, "/v1/conversations/"+conv.ID+"/leave", "u3", nil)
 	_, pos = e.must(http.MethodPost, "/v1/conversations/"+conv.ID+"/messages", "u1", map[string]any{"text": "after u3 left"})
-	var msgs projections.MessagePage
+	var msgs inbox.MessagePage
 	r = e.call(http.MethodGet, "/v1/conversations/"+conv.ID+"/messages", "u3", nil, pos)
 	if r.status != http.StatusOK {
 		t.Fatalf("messages: %d %s", r.status, r.body)
@@ -197,7 +200,7 @@ func TestQueries_ReadYourWritesThroughTheWholePipeline(t *testing.T) {
 		msgs.Messages[1].System.Event != "participant_left" {
 		t.Fatalf("u3 messages after leaving: %s", r.body)
 	}
-	var details projections.Conversation
+	var details inbox.Conversation
 	e.call(http.MethodGet, "/v1/conversations/"+conv.ID, "u3", nil, "").decode(t, &details)
 	if details.Membership != "left" || details.CanSend || len(details.Participants) != 3 {
 		t.Fatalf("u3 details after leaving: %+v", details)
@@ -276,7 +279,7 @@ func TestQueries_PagingWhileMessagesArrive(t *testing.T) {
 		if cursor != "" {
 			path += "&cursor=" + url.QueryEscape(cursor)
 		}
-		var list projections.ConversationPage
+		var list inbox.ConversationPage
 		r := e.call(http.MethodGet, path, "u1", nil, pos)
 		if r.status != http.StatusOK {
 			t.Fatalf("page %d: %d %s", page, r.status, r.body)

@@ -14,10 +14,11 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/huddle-chat/huddle/directory"
+	"github.com/huddle-chat/huddle/inbox"
 	"github.com/huddle-chat/huddle/internal/audit"
-	"github.com/huddle-chat/huddle/internal/commands"
-	"github.com/huddle-chat/huddle/internal/directory"
-	"github.com/huddle-chat/huddle/internal/live"
+	"github.com/huddle-chat/huddle/commands"
+	"github.com/huddle-chat/huddle/live"
 	"github.com/huddle-chat/huddle/projections"
 	"github.com/huddle-chat/huddle/web"
 )
@@ -27,9 +28,10 @@ type Deps struct {
 	Logger    *slog.Logger
 	JWTSecret []byte
 	Commands  *commands.Handler
-	Queries   *projections.Queries
-	// Directory serves the admin directory lists.
-	Directory *directory.Lists
+	// Queries answers the inbox reads (conversations, messages, unread).
+	Queries *inbox.Queries
+	// Directory answers the address book and the admin directory lists.
+	Directory *directory.Queries
 	// Projections answers read-your-writes waits (Huddle-Min-Position).
 	Projections *projections.Engine
 	// Ready reports whether Postgres, NATS, the relay and the projectors are up (for /readyz).

@@ -9,7 +9,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/huddle-chat/huddle/internal/live"
+	"github.com/huddle-chat/huddle/live"
 )
 
 // streamBatch bounds how many feed entries one read sends before checking for cancellation.
@@ -51,7 +51,7 @@ func startCursor(c echo.Context, oldest, newest int64) (cursor int64, reset []by
 	lost := oldest > 0 && resumeFrom < oldest-1
 	if !valid || lost || resumeFrom > newest {
 		var b bytes.Buffer
-		appendSSE(&b, newest, live.KindReset, []byte(`{"reason":"the stream cannot resume from Last-Event-ID; refetch your state"}`))
+		appendSSE(&b, newest, live.KindReset, live.ResetBody)
 		return newest, b.Bytes()
 	}
 	return resumeFrom, nil

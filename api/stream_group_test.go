@@ -12,7 +12,7 @@ import (
 
 // A message to a 100-member group with every member connected reaches every member's stream,
 // once, with notify set for everyone but the sender (one NATS subscription per instance wakes
-// them all, internal/live.Hub).
+// them all, live.Hub).
 func TestStream_MessageToA100MemberGroupReachesEveryStream(t *testing.T) {
 	t.Parallel()
 	s := startScenario(t)

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/huddle-chat/huddle/internal/live"
 	"github.com/huddle-chat/huddle/internal/testenv"
+	"github.com/huddle-chat/huddle/live"
 )
 
 // BenchmarkIdleStreams opens HUDDLE_BENCH_STREAMS (default 2000) idle GET /v1/stream connections

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/huddle-chat/huddle/internal/live"
 	"github.com/huddle-chat/huddle/internal/testenv"
+	"github.com/huddle-chat/huddle/live"
 )
 
 func TestStream_HeartbeatsAndResetAfterRetention(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/huddle-chat/huddle/internal/live"
+	"github.com/huddle-chat/huddle/live"
 )
 
 // An idle live stream served the plain way costs what net/http keeps per connection: the

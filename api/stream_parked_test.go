@@ -14,7 +14,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/huddle-chat/huddle/internal/live"
+	"github.com/huddle-chat/huddle/live"
 	"github.com/huddle-chat/huddle/internal/testenv"
 )
 

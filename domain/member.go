@@ -146,9 +146,3 @@ func EvolveMember(m Member, e Event) Member {
 	}
 	return m
 }
-
-// ShouldUnarchiveOnMessage is the read side's rule for an archived chat receiving a message: a
-// new message from someone else brings it back to the chat list, unless the user muted it.
-func ShouldUnarchiveOnMessage(muted, archived, senderIsMe bool) bool {
-	return archived && !muted && !senderIsMe
-}

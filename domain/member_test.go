@@ -55,23 +55,3 @@ func TestMember_SettingsAreKeptPerConversation(t *testing.T) {
 		t.Fatalf("b: %+v", s)
 	}
 }
-
-func TestShouldUnarchiveOnMessage(t *testing.T) {
-	cases := []struct {
-		name                        string
-		muted, archived, senderIsMe bool
-		want                        bool
-	}{
-		{"MessageFromSomeoneElseUnarchives", false, true, false, true},
-		{"MutedStaysArchived", true, true, false, false},
-		{"OwnMessageStaysArchived", false, true, true, false},
-		{"NotArchivedNothingToDo", false, false, false, false},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			if got := ShouldUnarchiveOnMessage(tc.muted, tc.archived, tc.senderIsMe); got != tc.want {
-				t.Fatalf("got %v", got)
-			}
-		})
-	}
-}

@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/huddle-chat/huddle/eventstore"
-	"github.com/huddle-chat/huddle/internal/live"
 )
 
 const (
@@ -35,16 +34,16 @@ type applied struct {
 	last     map[string]eventstore.RecordedEvent // each stream's newest applied event
 	deferred map[string]bool                     // streams skipped: they do not continue their checkpoint
 	dups     int
-	written  []live.Written // live entries to push after commit (inbox only)
+	commits  []func() // the after-apply hooks' work after commit
 }
 
 // applyIn applies evs (in the store's order) to p's read model in tx, by the per-stream
 // protocol: skip what each stream's checkpoint already has, apply the events that continue it,
-// advance the checkpoints, write the live feed. A stream whose events do not continue its
+// advance the checkpoints, run its after-apply hooks. A stream whose events do not continue its
 // checkpoint (an earlier event of it failed and waits for a retry, see catchup.go) is left out
 // and reported in deferred: applying around the hole would apply a stream out of order.
 // extra statements (the reader's cursor) go in the same round trip as the read model's.
-func (e *Engine) applyIn(ctx context.Context, tx pgx.Tx, p *projection, evs []eventstore.RecordedEvent, extra func(*stmts)) (applied, error) {
+func (e *Engine) applyIn(ctx context.Context, tx pgx.Tx, p *ReadModel, evs []eventstore.RecordedEvent, extra func(*Batch)) (applied, error) {
 	res := applied{last: map[string]eventstore.RecordedEvent{}, deferred: map[string]bool{}}
 	var streams []string
 	seen := map[string]bool{}
@@ -54,25 +53,9 @@ func (e *Engine) applyIn(ctx context.Context, tx pgx.Tx, p *projection, evs []ev
 			streams = append(streams, ev.StreamID)
 		}
 	}
-	versions := make(map[string]int64, len(streams))
-	if len(streams) > 0 {
-		rows, err := tx.Query(ctx, sqlCheckpoints, p.name, streams)
-		if err != nil {
-			return res, fmt.Errorf("read checkpoints: %w", err)
-		}
-		for rows.Next() {
-			var s string
-			var v int64
-			if err := rows.Scan(&s, &v); err != nil {
-				rows.Close()
-				return res, fmt.Errorf("read checkpoints: %w", err)
-			}
-			versions[s] = v
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return res, fmt.Errorf("read checkpoints: %w", err)
-		}
+	versions, err := checkpointsIn(ctx, tx, p.Name, streams)
+	if err != nil {
+		return res, err
 	}
 	for _, ev := range evs {
 		at := versions[ev.StreamID]
@@ -88,14 +71,14 @@ func (e *Engine) applyIn(ctx context.Context, tx pgx.Tx, p *projection, evs []ev
 			res.last[ev.StreamID] = ev
 		}
 	}
-	var b stmts
+	var b Batch
 	for _, x := range res.events {
 		if e.applyHook != nil {
-			if err := e.applyHook(p.name, x); err != nil {
+			if err := e.applyHook(p.Name, x); err != nil {
 				return res, err
 			}
 		}
-		if err := p.applyEvent(&b, x); err != nil {
+		if err := p.applyEvent(&b, x, p.Apply); err != nil {
 			return res, err
 		}
 	}
@@ -108,7 +91,7 @@ func (e *Engine) applyIn(ctx context.Context, tx pgx.Tx, p *projection, evs []ev
 				rs = append(rs, last.RecordedAt)
 			}
 		}
-		b.add(sqlSetCheckpoints, p.name, ss, vs, ps, rs)
+		b.Add(sqlSetCheckpoints, p.Name, ss, vs, ps, rs)
 	}
 	if extra != nil {
 		extra(&b)
@@ -116,13 +99,37 @@ func (e *Engine) applyIn(ctx context.Context, tx pgx.Tx, p *projection, evs []ev
 	if err := b.send(ctx, tx); err != nil {
 		return res, err
 	}
-	if p.name == Inbox && len(res.events) > 0 {
-		var err error
-		if res.written, err = appendLive(ctx, tx, res.events); err != nil {
-			return res, err
+	if len(res.events) > 0 {
+		for _, hook := range p.After {
+			f, err := hook(ctx, tx, res.events)
+			if err != nil {
+				return res, err
+			}
+			if f != nil {
+				res.commits = append(res.commits, f)
+			}
 		}
 	}
 	return res, nil
+}
+
+// checkpointsIn reads the checkpoints of streams in p's read model (a stream without a row has
+// applied nothing: version 0) in one statement.
+func checkpointsIn(ctx context.Context, q eventstore.Querier, projection string, streams []string) (map[string]int64, error) {
+	versions := make(map[string]int64, len(streams))
+	if len(streams) == 0 {
+		return versions, nil
+	}
+	var s string
+	var v int64
+	err := forEachRow(ctx, q, sqlCheckpoints, []any{projection, streams}, []any{&s, &v}, func() error {
+		versions[s] = v
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoints: %w", err)
+	}
+	return versions, nil
 }
 
 // storeOrder sorts events by the store's gap-safe order, the order a rebuild applies them in.
@@ -135,17 +142,17 @@ func storeOrder(evs []eventstore.RecordedEvent) {
 // parkIn records, in tx, an event that keeps failing and advances its stream past it, so the
 // projection moves on; the read model is then knowingly incomplete until the cause is fixed
 // and it is rebuilt.
-func (e *Engine) parkIn(ctx context.Context, tx pgx.Tx, p *projection, ev eventstore.RecordedEvent, cause error) error {
-	e.log.Error("projection: poison event skipped", "projection", p.name, "stream", ev.StreamID,
+func (e *Engine) parkIn(ctx context.Context, tx pgx.Tx, p *ReadModel, ev eventstore.RecordedEvent, cause error) error {
+	e.log.Error("projection: poison event skipped", "projection", p.Name, "stream", ev.StreamID,
 		"version", ev.StreamVersion, "event_id", ev.EventID, "type", ev.Type, "err", cause)
 	b := &pgx.Batch{}
 	b.Queue(`INSERT INTO projection_poison (projection, stream_id, version, event_id, event_type, error)
 		VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
-		p.name, ev.StreamID, ev.StreamVersion, ev.EventID, ev.Type, cause.Error())
+		p.Name, ev.StreamID, ev.StreamVersion, ev.EventID, ev.Type, cause.Error())
 	b.Queue(`INSERT INTO projection_checkpoints AS c (projection, stream_id, version, position, recorded_at)
 		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (projection, stream_id) DO UPDATE
 		SET version = greatest(c.version, excluded.version), position = greatest(c.position, excluded.position)`,
-		p.name, ev.StreamID, ev.StreamVersion, ev.Position, ev.RecordedAt)
+		p.Name, ev.StreamID, ev.StreamVersion, ev.Position, ev.RecordedAt)
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("record poison: %w", err)
 	}

@@ -1,4 +1,4 @@
-package projections
+package projections_test
 
 import (
 	"context"
@@ -14,9 +14,14 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/huddle-chat/huddle/directory"
 	"github.com/huddle-chat/huddle/domain"
 	"github.com/huddle-chat/huddle/eventstore"
+	"github.com/huddle-chat/huddle/inbox"
+	"github.com/huddle-chat/huddle/internal/projtest"
 	"github.com/huddle-chat/huddle/internal/testenv"
+	"github.com/huddle-chat/huddle/projections"
+	"github.com/nats-io/nats.go"
 )
 
 // benchEvents is the generated store's size: HUDDLE_BENCH_EVENTS (default 50k, small enough for
@@ -111,7 +116,8 @@ func BenchmarkProjections(b *testing.B) {
 	start := time.Now()
 	users, total := generateStore(b, ctx, store, benchEvents())
 	b.Logf("generated %d events for %d users in %s", total, len(users), time.Since(start).Round(time.Millisecond))
-	e := NewEngine(pool, store, "", slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})), nil)
+	e := projections.NewEngine(pool, store, "", slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})), nil,
+		[]*projections.ReadModel{directory.ReadModel(), inbox.ReadModel()})
 
 	b.Run("rebuild", func(b *testing.B) {
 		for i := 0; i < b.N; i++ {
@@ -127,7 +133,7 @@ func BenchmarkProjections(b *testing.B) {
 }
 
 func benchInbox(b *testing.B, ctx context.Context, pool *pgxpool.Pool, users []string) {
-	q := NewQueries(pool)
+	q := inbox.NewQueries(pool)
 	rng := rand.New(rand.NewPCG(1, 2))
 	f := false
 	const perOp = 500 // queries per b.N, so percentiles mean something with -benchtime 1x
@@ -136,7 +142,7 @@ func benchInbox(b *testing.B, ctx context.Context, pool *pgxpool.Pool, users []s
 	for i := 0; i < b.N*perOp; i++ {
 		u := users[rng.IntN(len(users))]
 		t0 := time.Now()
-		page, err := q.ListConversations(ctx, "c1", u, ListOptions{Archived: &f, Limit: 20})
+		page, err := q.ListConversations(ctx, "c1", u, inbox.ListOptions{Archived: &f, Limit: 20})
 		lat = append(lat, time.Since(t0))
 		if err != nil {
 			b.Fatal(err)
@@ -164,25 +170,37 @@ func BenchmarkLiveDrain(b *testing.B) {
 		broker := testenv.NATS(b)
 		store := eventstore.New(pool)
 		_, total := generateStore(b, ctx, store, benchEvents())
-		var lastStream string
-		var lastVersion int64
-		if err := pool.QueryRow(ctx, `SELECT stream_id, stream_version FROM events ORDER BY tx_id DESC, global_position DESC LIMIT 1`).Scan(&lastStream, &lastVersion); err != nil {
+		var last eventstore.Checkpoint
+		for {
+			refs, err := store.EventRefsIn(ctx, pool, last, eventstore.Checkpoint{}, 10000)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(refs) == 0 {
+				break
+			}
+			last = refs[len(refs)-1].Checkpoint
+		}
+		nc, err := nats.Connect(broker.ClientURL())
+		if err != nil {
 			b.Fatal(err)
 		}
-		e := NewEngine(pool, store, broker.ClientURL(), slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), nil)
+		log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		e := projections.NewEngine(pool, store, broker.ClientURL(), log, nil, projtest.ReadModels(nc, log))
 		e.Bootstrap = false
 		runCtx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
 		b.StartTimer()
 		start := time.Now()
 		go func() { done <- e.Run(runCtx) }()
-		if err := e.WaitFor(ctx, lastStream, lastVersion); err != nil {
+		if err := e.WaitForAll(ctx, last); err != nil {
 			b.Fatal(err)
 		}
 		elapsed := time.Since(start)
 		b.StopTimer()
 		cancel()
 		<-done
+		nc.Close()
 		b.ReportMetric(float64(total)/elapsed.Seconds(), "events/s")
 	}
 }

@@ -36,16 +36,6 @@ const (
 	cursorPrefix = "projection-cursor/"
 
 	sqlTryReader = `SELECT pg_try_advisory_xact_lock($1)`
-	sqlLoadMarks = `SELECT name, tx_id, position FROM eventstore_checkpoints WHERE name = ANY($1)`
-	// sqlDeferred finds the streams with events between the watermark and the cursor that the
-	// projection has not applied: the streams to retry.
-	sqlDeferred = `SELECT e.stream_id, min(e.stream_version) FROM events e
-		LEFT JOIN projection_checkpoints c ON c.projection = $1 AND c.stream_id = e.stream_id
-		WHERE (e.tx_id, e.global_position) > ($2::xid8, $3::bigint)
-		  AND (e.tx_id, e.global_position) <= ($4::xid8, $5::bigint)
-		  AND split_part(e.stream_id, '-', 1) = ANY($6)
-		  AND coalesce(c.version, 0) < e.stream_version
-		GROUP BY e.stream_id ORDER BY min(e.global_position) LIMIT $7`
 )
 
 // Defaults of Engine.BatchSize and Engine.PollInterval.
@@ -74,7 +64,7 @@ func (a *applier) run(ctx context.Context) {
 		n, err := a.step(ctx, false)
 		var slow *errSlow
 		if errors.As(err, &slow) && ctx.Err() == nil {
-			a.e.log.Debug("projection: batch failed, applying one event at a time", "projection", a.p.name, "err", slow.err)
+			a.e.log.Debug("projection: batch failed, applying one event at a time", "projection", a.p.Name, "err", slow.err)
 			n, err = a.step(ctx, true)
 		}
 		if errors.Is(err, errBusy) {
@@ -85,7 +75,7 @@ func (a *applier) run(ctx context.Context) {
 				return
 			}
 			fails++
-			a.e.log.Warn("projection: catch-up failed, will retry", "projection", a.p.name, "attempt", fails, "err", err)
+			a.e.log.Warn("projection: catch-up failed, will retry", "projection", a.p.Name, "attempt", fails, "err", err)
 			// At most 1 s: after the database comes back (a Postgres crash), whatever was
 			// committed must be applied within 2 s.
 			if !sleep(ctx, min(50*time.Millisecond<<min(fails, 10), time.Second)) {
@@ -144,23 +134,15 @@ func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 	// both, and the reader applies those events again from the store (which did wait). On a
 	// durable cluster that leaves the fsyncs to the appends, which need them.
 	pre.Queue(`SET LOCAL synchronous_commit TO off`)
-	pre.Queue(sqlTryReader, readerKey(p.name)).QueryRow(func(r pgx.Row) error { return r.Scan(&got) })
-	pre.Queue(sqlLockProjectionShared, lockKey(p.name))
+	pre.Queue(sqlTryReader, readerKey(p.Name)).QueryRow(func(r pgx.Row) error { return r.Scan(&got) })
+	pre.Queue(sqlLockProjectionShared, lockKey(p.Name))
 	var cur, mark eventstore.Checkpoint
-	pre.Queue(sqlLoadMarks, []string{cursorPrefix + p.name, watermarkPrefix + p.name}).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			var name string
-			var cp eventstore.Checkpoint
-			if err := rows.Scan(&name, &cp.TxID, &cp.Position); err != nil {
-				return err
-			}
-			if name == cursorPrefix+p.name {
-				cur = cp
-			} else {
-				mark = cp
-			}
+	eventstore.QueueLoadCheckpoints(pre, []string{cursorPrefix + p.Name, watermarkPrefix + p.Name}, func(name string, cp eventstore.Checkpoint) {
+		if name == cursorPrefix+p.Name {
+			cur = cp
+		} else {
+			mark = cp
 		}
-		return rows.Err()
 	})
 	if err := tx.SendBatch(ctx, pre).Close(); err != nil {
 		return 0, fmt.Errorf("lock reader: %w", err)
@@ -177,7 +159,7 @@ func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 
 	// Read before anything is written: once this transaction has an id, the gap-safe read stops
 	// below it.
-	mine, next, scanned, err := e.store.ReadAllOfInCounted(ctx, tx, cur, p.categories, e.BatchSize)
+	mine, next, scanned, err := e.store.ReadAllOfInCounted(ctx, tx, cur, p.Categories, e.BatchSize)
 	if err != nil {
 		return 0, err
 	}
@@ -193,9 +175,9 @@ func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 			return 0, err
 		}
 	}
-	saveCursor := func(b *stmts) {
+	saveCursor := func(b *Batch) {
 		if next != cur {
-			b.add(sqlWatermarkSave, cursorPrefix+p.name, next.TxID, next.Position)
+			eventstore.QueueAdvanceCheckpoint(&b.b, cursorPrefix+p.Name, next)
 		}
 	}
 
@@ -214,7 +196,7 @@ func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 			return 0, err
 		}
 		results, deferred = append(results, rs...), deferred || d
-		var b stmts
+		var b Batch
 		saveCursor(&b)
 		if err := b.send(ctx, tx); err != nil {
 			return 0, err
@@ -232,7 +214,7 @@ func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 	// The watermark moves with the cursor while nothing is deferred; once something is, it
 	// stays put and is walked forward as retries succeed (advanceWatermark).
 	if mark == cur && !deferred && next != cur {
-		if _, err := tx.Exec(ctx, sqlWatermarkSave, watermarkPrefix+p.name, next.TxID, next.Position); err != nil {
+		if err := eventstore.AdvanceCheckpointIn(ctx, tx, watermarkPrefix+p.Name, next); err != nil {
 			return 0, fmt.Errorf("save watermark: %w", err)
 		}
 	}
@@ -241,17 +223,19 @@ func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 	}
 
 	for _, r := range results {
-		e.notifier.Deliver(r.written)
-		e.m.applied.WithLabelValues(p.name).Add(float64(len(r.events)))
+		for _, f := range r.commits {
+			f()
+		}
+		e.m.applied.WithLabelValues(p.Name).Add(float64(len(r.events)))
 		if r.dups > 0 {
-			e.m.duplicates.WithLabelValues(p.name).Add(float64(r.dups))
+			e.m.duplicates.WithLabelValues(p.Name).Add(float64(r.dups))
 		}
 		for s, last := range r.last {
-			e.waiters.notify(p.name, s, last.StreamVersion)
+			e.waiters.notify(p.Name, s, last.StreamVersion)
 		}
 	}
 	if mark == cur && !deferred {
-		e.marks.raise(p.name, next)
+		e.marks.raise(p.Name, next)
 	}
 	ids := make([]string, len(mine))
 	for i, ev := range mine {
@@ -311,10 +295,10 @@ func (a *applier) applyEach(ctx context.Context, tx pgx.Tx, evs []eventstore.Rec
 				return nil, false, err
 			}
 			e.clearFailures(ev.EventID)
-			e.m.poison.WithLabelValues(p.name).Inc()
+			e.m.poison.WithLabelValues(p.Name).Inc()
 			continue
 		}
-		e.log.Warn("projection: apply failed, deferring its stream", "projection", p.name, "stream", ev.StreamID,
+		e.log.Warn("projection: apply failed, deferring its stream", "projection", p.Name, "stream", ev.StreamID,
 			"version", ev.StreamVersion, "attempt", n, "err", err)
 		blocked[ev.StreamID], deferred = true, true
 	}
@@ -325,34 +309,30 @@ func (a *applier) applyEach(ctx context.Context, tx pgx.Tx, evs []eventstore.Rec
 // watermark and the cursor, from each stream's checkpoint on.
 func (a *applier) deferredEvents(ctx context.Context, tx pgx.Tx, mark, cur eventstore.Checkpoint) ([]eventstore.RecordedEvent, error) {
 	p := a.p
-	rows, err := tx.Query(ctx, sqlDeferred, p.name, mark.TxID, mark.Position, cur.TxID, cur.Position, p.categories, maxDeferredStreams)
+	// The streams of p with events between watermark and cursor that p has not applied all of,
+	// the first maxDeferredStreams of them in the order their events came.
+	spans, err := a.e.store.StreamSpansIn(ctx, tx, mark, cur, p.Categories)
 	if err != nil {
 		return nil, fmt.Errorf("find deferred streams: %w", err)
 	}
-	type from struct {
-		stream  string
-		version int64
+	streams := make([]string, len(spans))
+	for i, sp := range spans {
+		streams[i] = sp.StreamID
 	}
-	var list []from
-	for rows.Next() {
-		var f from
-		if err := rows.Scan(&f.stream, &f.version); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("find deferred streams: %w", err)
-		}
-		list = append(list, f)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("find deferred streams: %w", err)
+	at, err := checkpointsIn(ctx, tx, p.Name, streams)
+	if err != nil {
+		return nil, err
 	}
 	var out []eventstore.RecordedEvent
-	for _, f := range list {
-		var at int64
-		if err := tx.QueryRow(ctx, sqlCheckpoint, p.name, f.stream).Scan(&at); err != nil {
-			return nil, fmt.Errorf("checkpoint of %s: %w", f.stream, err)
+	n := 0
+	for _, sp := range spans {
+		if at[sp.StreamID] >= sp.Last {
+			continue
 		}
-		evs, err := a.e.store.ReadStreamIn(ctx, tx, f.stream, at+1, a.e.BatchSize)
+		if n++; n > maxDeferredStreams {
+			break
+		}
+		evs, err := a.e.store.ReadStreamIn(ctx, tx, sp.StreamID, at[sp.StreamID]+1, a.e.BatchSize)
 		if err != nil {
 			return nil, err
 		}
@@ -364,13 +344,12 @@ func (a *applier) deferredEvents(ctx context.Context, tx pgx.Tx, mark, cur event
 
 // refresh learns the cursor another instance's reader moved, for this instance's handlers.
 func (a *applier) refresh(ctx context.Context) error {
-	var cp eventstore.Checkpoint
-	err := a.e.pool.QueryRow(ctx, sqlWatermarkLoad, cursorPrefix+a.p.name).Scan(&cp.TxID, &cp.Position)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil
-	}
+	cp, err := eventstore.LoadCheckpointIn(ctx, a.e.pool, cursorPrefix+a.p.Name)
 	if err != nil {
 		return fmt.Errorf("read cursor: %w", err)
+	}
+	if cp == (eventstore.Checkpoint{}) {
+		return nil
 	}
 	a.moved(cp, nil)
 	return nil

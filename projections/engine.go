@@ -14,11 +14,9 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/huddle-chat/huddle/eventstore"
-	"github.com/huddle-chat/huddle/internal/live"
 	"github.com/huddle-chat/huddle/internal/natsbroker"
 )
 
@@ -42,8 +40,12 @@ type EventReader interface {
 	ReadAllOfInCounted(ctx context.Context, q eventstore.Querier, after eventstore.Checkpoint, categories []string, limit int) ([]eventstore.RecordedEvent, eventstore.Checkpoint, int, error)
 	// EventIDAt tells a message the store wrote from one it did not.
 	EventIDAt(ctx context.Context, streamID string, version int64) (string, bool, error)
-	// Upcast brings an event read by a query of our own to its type's latest schema version.
-	Upcast(e *eventstore.RecordedEvent) error
+	// LastPosition, ReadAllForReplayIn, EventRefsIn and StreamSpansIn are the narrow reads of
+	// the bootstrap, the rebuild, the watermarks, the retries and the status.
+	LastPosition(ctx context.Context) (int64, error)
+	ReadAllForReplayIn(ctx context.Context, q eventstore.Querier, after eventstore.Checkpoint, limit int) ([]eventstore.RecordedEvent, error)
+	EventRefsIn(ctx context.Context, q eventstore.Querier, after, upTo eventstore.Checkpoint, limit int) ([]eventstore.EventRef, error)
+	StreamSpansIn(ctx context.Context, q eventstore.Querier, after, upTo eventstore.Checkpoint, categories []string) ([]eventstore.StreamSpan, error)
 }
 
 // poisonAfter is how many times an event may fail with a non-transient error before it is
@@ -80,6 +82,7 @@ type Engine struct {
 	// batch at a time is far slower than a rebuild.
 	Bootstrap bool
 
+	models   []*ReadModel
 	running  atomic.Bool
 	waiters  waiters
 	marks    watermarks
@@ -88,9 +91,7 @@ type Engine struct {
 	mu       sync.Mutex
 	failures map[string]int // event id → failures so far
 
-	// notifier pings users whose live feed got entries; stopping ends with Run's context.
-	// Both set by Run.
-	notifier *live.Notifier
+	// stopping ends with Run's context (set by Run).
 	stopping <-chan struct{}
 
 	// afterCommit, when set (tests), runs in a handler after the reader passed its event and
@@ -100,8 +101,9 @@ type Engine struct {
 	applyHook func(projection string, e eventstore.RecordedEvent) error
 }
 
-// NewEngine returns an engine that applies store's events, woken by NATS at natsURL.
-func NewEngine(pool *pgxpool.Pool, store EventReader, natsURL string, log *slog.Logger, reg prometheus.Registerer) *Engine {
+// NewEngine returns an engine that applies store's events to models, woken by NATS at natsURL.
+// The order of models is the order rebuild and status show them in.
+func NewEngine(pool *pgxpool.Pool, store EventReader, natsURL string, log *slog.Logger, reg prometheus.Registerer, models []*ReadModel) *Engine {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -120,11 +122,41 @@ func NewEngine(pool *pgxpool.Pool, store EventReader, natsURL string, log *slog.
 		waiters:      waiters{m: map[string][]*waiter{}},
 		failures:     map[string]int{},
 		appliers:     map[string]*applier{},
+		models:       models,
 	}
-	for _, p := range projections {
-		e.appliers[p.name] = newApplier(e, p)
+	for _, p := range models {
+		e.appliers[p.Name] = newApplier(e, p)
 	}
 	return e
+}
+
+// Names lists the read models, in the engine's order.
+func (e *Engine) Names() []string {
+	out := make([]string, len(e.models))
+	for i, p := range e.models {
+		out[i] = p.Name
+	}
+	return out
+}
+
+func (e *Engine) model(name string) (*ReadModel, bool) {
+	for _, p := range e.models {
+		if p.Name == name {
+			return p, true
+		}
+	}
+	return nil, false
+}
+
+// modelsFor returns the read models that consume streamID's events.
+func (e *Engine) modelsFor(streamID string) []*ReadModel {
+	var out []*ReadModel
+	for _, p := range e.models {
+		if p.handles(streamID) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // Run applies events until ctx ends. It returns nil on a clean shutdown.
@@ -154,32 +186,26 @@ func (e *Engine) Run(ctx context.Context) error {
 	// No Retry/PoisonQueue middleware: a message only wakes a reader, which handles failures
 	// per event (catchup.go).
 	router.AddMiddleware(middleware.Recoverer)
-	nc, err := nats.Connect(e.natsURL, nats.Name("huddle-projections-live"), nats.MaxReconnects(-1))
-	if err != nil {
-		return fmt.Errorf("projections: nats for live pings: %w", err)
-	}
-	defer nc.Close()
-	e.notifier = live.NewNotifier(nc, e.log)
 	var subs []message.Subscriber
 	defer func() {
 		for _, s := range subs {
 			_ = s.Close()
 		}
 	}()
-	for _, p := range projections {
-		sub, err := natsbroker.NewSubscriberWorkers(e.natsURL, DurablePrefix+p.name, e.AckWait, e.Workers, wlog)
+	for _, p := range e.models {
+		sub, err := natsbroker.NewSubscriberWorkers(e.natsURL, DurablePrefix+p.Name, e.AckWait, e.Workers, wlog)
 		if err != nil {
-			return fmt.Errorf("projections: subscriber %s: %w", p.name, err)
+			return fmt.Errorf("projections: subscriber %s: %w", p.Name, err)
 		}
 		subs = append(subs, sub)
-		router.AddConsumerHandler("projection-"+p.name, Topic, sub, e.handler(e.appliers[p.name]))
+		router.AddConsumerHandler("projection-"+p.Name, Topic, sub, e.handler(e.appliers[p.Name]))
 	}
 
 	bgCtx, stopBg := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	// The readers start at once: they catch up from the store without waiting for NATS.
-	for _, p := range projections {
-		a := e.appliers[p.name]
+	for _, p := range e.models {
+		a := e.appliers[p.Name]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -212,27 +238,27 @@ func (e *Engine) Run(ctx context.Context) error {
 // bootstrap rebuilds the projections that have no checkpoint at all when the store has events.
 func (e *Engine) bootstrap(ctx context.Context) error {
 	var empty []string
-	for _, p := range projections {
+	for _, p := range e.models {
 		var none bool
-		if err := e.pool.QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM projection_checkpoints WHERE projection = $1)`, p.name).Scan(&none); err != nil {
+		if err := e.pool.QueryRow(ctx, `SELECT NOT EXISTS (SELECT 1 FROM projection_checkpoints WHERE projection = $1)`, p.Name).Scan(&none); err != nil {
 			return fmt.Errorf("bootstrap: %w", err)
 		}
 		if none {
-			empty = append(empty, p.name)
+			empty = append(empty, p.Name)
 		}
 	}
 	if len(empty) == 0 {
 		return nil
 	}
-	var any bool
-	if err := e.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM events)`).Scan(&any); err != nil {
+	last, err := e.store.LastPosition(ctx)
+	if err != nil {
 		return fmt.Errorf("bootstrap: %w", err)
 	}
-	if !any {
+	if last == 0 {
 		return nil
 	}
 	e.log.Info("projections: empty read models over a non-empty store, rebuilding first", "projections", empty)
-	err := e.Rebuild(ctx, empty, nil)
+	err = e.Rebuild(ctx, empty, nil)
 	if errors.Is(err, ErrRebuildRunning) {
 		return nil // another instance is doing it; its swap will catch up what we apply meanwhile
 	}
@@ -241,6 +267,19 @@ func (e *Engine) bootstrap(ctx context.Context) error {
 
 // Healthy reports whether every projector is subscribed and consuming.
 func (e *Engine) Healthy() bool { return e.running.Load() }
+
+// Wake starts the readers of streamID's read models on this instance now, instead of when the
+// relay and NATS bring the event back (milliseconds later, more under load): the store's
+// append hook (eventstore.WithAppended) calls it after every commit. It never blocks; wakes
+// while a reader runs collapse into one more step, and a reader held by another instance
+// ignores it.
+func (e *Engine) Wake(streamID string) {
+	for _, a := range e.appliers {
+		if a.p.handles(streamID) {
+			a.poke()
+		}
+	}
+}
 
 func (e *Engine) fail(eventID string) int {
 	e.mu.Lock()
@@ -267,7 +306,7 @@ func lockKey(projection string) int64 {
 // or ctx ends. It wakes on this instance's commits and rechecks the checkpoint table with a
 // backoff, for events another instance applies.
 func (e *Engine) WaitFor(ctx context.Context, streamID string, version int64) error {
-	for _, p := range projectionsFor(streamID) {
+	for _, p := range e.modelsFor(streamID) {
 		if err := e.waitFor(ctx, p, streamID, version); err != nil {
 			return err
 		}
@@ -275,20 +314,20 @@ func (e *Engine) WaitFor(ctx context.Context, streamID string, version int64) er
 	return nil
 }
 
-func (e *Engine) waitFor(ctx context.Context, p *projection, streamID string, version int64) error {
+func (e *Engine) waitFor(ctx context.Context, p *ReadModel, streamID string, version int64) error {
 	// The recheck is one primary-key read; at most 100 ms apart, a read on another instance
 	// than the projection's reader (readers alternate between instances) waits little longer
 	// than one on the reader's.
 	backoff := 5 * time.Millisecond
 	for {
-		w := e.waiters.add(p.name, streamID, version)
+		w := e.waiters.add(p.Name, streamID, version)
 		var applied int64
-		if err := e.pool.QueryRow(ctx, sqlCheckpoint, p.name, streamID).Scan(&applied); err != nil {
-			e.waiters.remove(p.name, streamID, w)
+		if err := e.pool.QueryRow(ctx, sqlCheckpoint, p.Name, streamID).Scan(&applied); err != nil {
+			e.waiters.remove(p.Name, streamID, w)
 			return fmt.Errorf("wait for %s@%d: %w", streamID, version, err)
 		}
 		if applied >= version {
-			e.waiters.remove(p.name, streamID, w)
+			e.waiters.remove(p.Name, streamID, w)
 			return nil
 		}
 		t := time.NewTimer(backoff)
@@ -297,11 +336,11 @@ func (e *Engine) waitFor(ctx context.Context, p *projection, streamID string, ve
 			t.Stop()
 			return nil
 		case <-t.C:
-			e.waiters.remove(p.name, streamID, w)
+			e.waiters.remove(p.Name, streamID, w)
 			backoff = min(backoff*2, 100*time.Millisecond)
 		case <-ctx.Done():
 			t.Stop()
-			e.waiters.remove(p.name, streamID, w)
+			e.waiters.remove(p.Name, streamID, w)
 			return ctx.Err()
 		}
 	}

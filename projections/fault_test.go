@@ -1,4 +1,4 @@
-package projections
+package projections_test
 
 import (
 	"errors"
@@ -11,12 +11,15 @@ import (
 
 	"github.com/huddle-chat/huddle/domain"
 	"github.com/huddle-chat/huddle/eventstore"
+	"github.com/huddle-chat/huddle/inbox"
+	"github.com/huddle-chat/huddle/internal/projtest"
+	"github.com/huddle-chat/huddle/projections"
 )
 
 // faultScenario appends a small group history to the store (nothing published) and returns
 // the conversation's and u2's member events.
-func faultScenario(e *env) (conv, member []eventstore.RecordedEvent) {
-	conv = e.appendEvents("c1", "u1", domain.ConversationStream("g1"),
+func faultScenario(e *projtest.Env) (conv, member []eventstore.RecordedEvent) {
+	conv = e.AppendEvents("c1", "u1", domain.ConversationStream("g1"),
 		domain.ConversationStarted{ConversationID: "g1", Kind: domain.KindGroup, Title: "Team", OwnerID: "u1", StartedBy: "u1", ParticipantIDs: []string{"u1", "u2", "u3"}},
 		domain.MessageSent{MessageID: "m1", SenderID: "u1", Text: "hi"},           // v2
 		domain.MessageSent{MessageID: "m2", SenderID: "u2", Text: "yo"},           // v3
@@ -25,7 +28,7 @@ func faultScenario(e *env) (conv, member []eventstore.RecordedEvent) {
 		domain.ParticipantAdded{UserID: "u3", AddedBy: "u1"},                      // v6
 		domain.MessageSent{MessageID: "m4", SenderID: "u2", Text: "welcome back"}, // v7
 	)
-	member = e.appendEvents("c1", "u2", domain.MemberStream("c1", "u2"),
+	member = e.AppendEvents("c1", "u2", domain.MemberStream("c1", "u2"),
 		domain.ConversationMuted{ConversationID: "g1"},
 		domain.ReadMarkerMoved{ConversationID: "g1", UpToVersion: 2},
 	)
@@ -33,22 +36,22 @@ func faultScenario(e *env) (conv, member []eventstore.RecordedEvent) {
 }
 
 // checkFaultScenario asserts what users see after faultScenario, however it was delivered.
-func checkFaultScenario(e *env) {
-	e.t.Helper()
-	q := NewQueries(e.pool)
+func checkFaultScenario(e *projtest.Env) {
+	e.T.Helper()
+	q := inbox.NewQueries(e.Pool)
 	wantUnread := map[string][2]int{"u1": {2, 2}, "u2": {0, 1}, "u3": {3, 3}} // total, including muted
 	for u, want := range wantUnread {
-		got, err := q.Unread(e.ctx, "c1", u)
+		got, err := q.Unread(e.Ctx, "c1", u)
 		if err != nil {
-			e.t.Fatal(err)
+			e.T.Fatal(err)
 		}
 		if got.Total != want[0] || got.TotalIncludingMuted != want[1] {
-			e.t.Errorf("%s unread = %d/%d, want %d/%d", u, got.Total, got.TotalIncludingMuted, want[0], want[1])
+			e.T.Errorf("%s unread = %d/%d, want %d/%d", u, got.Total, got.TotalIncludingMuted, want[0], want[1])
 		}
 	}
-	page, err := q.Messages(e.ctx, "c1", "u3", "g1", "", 100)
+	page, err := q.Messages(e.Ctx, "c1", "u3", "g1", "", 100)
 	if err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	var ids []string
 	for _, m := range page.Messages {
@@ -56,57 +59,57 @@ func checkFaultScenario(e *env) {
 	}
 	if len(ids) != 5 || ids[0] != "m1" || ids[1] != "m2" || ids[4] != "m4" || page.Messages[2].Kind != "system" ||
 		page.Messages[2].System.Event != domain.SystemParticipantLeft || page.Messages[3].System.Event != domain.SystemParticipantAdded {
-		e.t.Errorf("u3 sees %v, want m1 m2 <left> <added> m4", ids)
+		e.T.Errorf("u3 sees %v, want m1 m2 <left> <added> m4", ids)
 	}
 }
 
 func TestFault_DuplicateDelivery(t *testing.T) {
-	eachWorkers(t, func(t *testing.T, e *env) {
+	eachWorkers(t, func(t *testing.T, e *projtest.Env) {
 		conv, member := faultScenario(e)
-		e.deliver(conv...)
-		e.deliver(conv...)
-		e.deliver(member...)
-		e.deliver(member[1], member[0], conv[3])
-		e.run()
-		e.settle()
+		e.Deliver(conv...)
+		e.Deliver(conv...)
+		e.Deliver(member...)
+		e.Deliver(member[1], member[0], conv[3])
+		e.Run()
+		e.Settle()
 		// The duplicates may be consumed after settle returns; wait until all were seen.
 		checkFaultScenario(e)
-		e.requireSameAsRebuild()
+		e.RequireSameAsRebuild()
 	})
 }
 
 func TestFault_OutOfOrder(t *testing.T) {
-	eachWorkers(t, func(t *testing.T, e *env) {
+	eachWorkers(t, func(t *testing.T, e *projtest.Env) {
 		conv, member := faultScenario(e)
 		// Member choices before the conversation exists; messages before the start.
-		e.deliver(member[1], conv[4], conv[1], member[0], conv[0], conv[6], conv[2], conv[5], conv[3])
-		e.run()
-		e.settle()
+		e.Deliver(member[1], conv[4], conv[1], member[0], conv[0], conv[6], conv[2], conv[5], conv[3])
+		e.Run()
+		e.Settle()
 		checkFaultScenario(e)
-		e.requireSameAsRebuild()
+		e.RequireSameAsRebuild()
 	})
 }
 
 func TestFault_LostMessagesAppliedFromStore(t *testing.T) {
-	eachWorkers(t, func(t *testing.T, e *env) {
+	eachWorkers(t, func(t *testing.T, e *projtest.Env) {
 		conv, member := faultScenario(e)
 		// JetStream lost everything but the first and last events of each stream: the readers
 		// apply what the store holds.
-		e.deliver(conv[0], conv[6], member[1])
-		e.run()
-		e.settle()
+		e.Deliver(conv[0], conv[6], member[1])
+		e.Run()
+		e.Settle()
 		checkFaultScenario(e)
-		e.requireSameAsRebuild()
+		e.RequireSameAsRebuild()
 	})
 }
 
 // A projector that dies after its transaction committed but before the ack gets the message
 // again; the checkpoint makes the second delivery a no-op.
 func TestFault_KilledBetweenCommitAndAck(t *testing.T) {
-	eachWorkers(t, func(t *testing.T, e *env) {
+	eachWorkers(t, func(t *testing.T, e *projtest.Env) {
 		var mu sync.Mutex
 		seen := map[string]bool{}
-		e.engine.afterCommit = func(p string, ev eventstore.RecordedEvent) error {
+		projections.SetAfterCommit(e.Engine, func(p string, ev eventstore.RecordedEvent) error {
 			mu.Lock()
 			defer mu.Unlock()
 			k := p + ev.EventID
@@ -115,14 +118,14 @@ func TestFault_KilledBetweenCommitAndAck(t *testing.T) {
 			}
 			seen[k] = true
 			return errors.New("simulated crash before ack")
-		}
+		})
 		conv, member := faultScenario(e)
-		e.deliver(conv...)
-		e.deliver(member...)
-		e.run()
-		e.settle()
+		e.Deliver(conv...)
+		e.Deliver(member...)
+		e.Run()
+		e.Settle()
 		checkFaultScenario(e)
-		e.requireSameAsRebuild()
+		e.RequireSameAsRebuild()
 		mu.Lock()
 		n := len(seen)
 		mu.Unlock()
@@ -145,25 +148,25 @@ func counterValue(t *testing.T, c prometheus.Counter) float64 {
 // retention no longer reaches back) are rebuilt from the store before consuming.
 func TestBootstrap_EmptyReadModelsOverAnOldStore(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := projtest.New(t)
 	faultScenario(e) // in the store, never published
-	e.engine.Bootstrap = true
-	e.run()
-	e.settle()
+	e.Engine.Bootstrap = true
+	e.Run()
+	e.Settle()
 	checkFaultScenario(e)
-	e.requireSameAsRebuild()
+	e.RequireSameAsRebuild()
 }
 
 // The live feed gets each event once per user who can see it, whatever NATS delivers.
 func TestLiveFeed_OncePerVisibleEvent(t *testing.T) {
-	eachWorkers(t, func(t *testing.T, e *env) {
+	eachWorkers(t, func(t *testing.T, e *projtest.Env) {
 		conv, member := faultScenario(e)
-		e.deliver(conv[3])
-		e.deliver(conv...)
-		e.deliver(member...)
-		e.run()
-		e.settle()
-		rows, err := e.pool.Query(e.ctx, `SELECT kind, coalesce(body->>'id', '') FROM live_feed WHERE user_id = 'u3' ORDER BY seq`)
+		e.Deliver(conv[3])
+		e.Deliver(conv...)
+		e.Deliver(member...)
+		e.Run()
+		e.Settle()
+		rows, err := e.Pool.Query(e.Ctx, `SELECT kind, coalesce(body->>'id', '') FROM live_feed WHERE user_id = 'u3' ORDER BY seq`)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -184,11 +187,11 @@ func TestLiveFeed_OncePerVisibleEvent(t *testing.T) {
 		// Started, u3 left, u3 added back, muted, read: five summaries, plus one with each text
 		// message (its last message and unread count changed), even with every conversation
 		// event delivered twice.
-		texts := e.count(`SELECT count(*) FROM live_feed WHERE user_id = 'u2' AND kind = 'message' AND body->>'kind' = 'text'`)
+		texts := e.Count(`SELECT count(*) FROM live_feed WHERE user_id = 'u2' AND kind = 'message' AND body->>'kind' = 'text'`)
 		if texts != 4 {
 			t.Errorf("u2 got %d text message entries, want 4", texts)
 		}
-		if n := e.count(`SELECT count(*) FROM live_feed WHERE user_id = 'u2' AND kind = 'conversation'`); n != 5+texts {
+		if n := e.Count(`SELECT count(*) FROM live_feed WHERE user_id = 'u2' AND kind = 'conversation'`); n != 5+texts {
 			t.Errorf("u2 got %d conversation entries, want %d", n, 5+texts)
 		}
 	})
@@ -196,13 +199,13 @@ func TestLiveFeed_OncePerVisibleEvent(t *testing.T) {
 
 // eachWorkers runs a fault test with one NATS consumer per projection and with four (messages
 // handled concurrently; they only wake the reader, catchup.go).
-func eachWorkers(t *testing.T, test func(t *testing.T, e *env)) {
+func eachWorkers(t *testing.T, test func(t *testing.T, e *projtest.Env)) {
 	t.Parallel()
 	for _, workers := range []int{1, 4} {
 		t.Run(fmt.Sprintf("workers=%d", workers), func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t)
-			e.engine.Workers = workers
+			e := projtest.New(t)
+			e.Engine.Workers = workers
 			test(t, e)
 		})
 	}

@@ -16,7 +16,7 @@ import (
 // it read recently.
 type applier struct {
 	e    *Engine
-	p    *projection
+	p    *ReadModel
 	wake chan struct{}
 
 	mu      sync.Mutex
@@ -41,7 +41,7 @@ const messageWait = 5 * time.Second
 
 var errStopping = errors.New("projections: stopping")
 
-func newApplier(e *Engine, p *projection) *applier {
+func newApplier(e *Engine, p *ReadModel) *applier {
 	return &applier{e: e, p: p, wake: make(chan struct{}, 1), changed: make(chan struct{}), seen: map[string]struct{}{}}
 }
 
@@ -129,19 +129,23 @@ func (e *Engine) handler(a *applier) message.NoPublishHandlerFunc {
 		ctx := msg.Context()
 		ev, err := eventstore.FromMessage(msg)
 		if err != nil {
-			e.log.Error("projection: undecodable message ignored", "projection", a.p.name, "uuid", msg.UUID, "err", err)
-			e.m.foreign.WithLabelValues(a.p.name).Inc()
+			e.log.Error("projection: undecodable message ignored", "projection", a.p.Name, "uuid", msg.UUID, "err", err)
+			e.m.foreign.WithLabelValues(a.p.Name).Inc()
 			return nil
 		}
 		if !a.p.handles(ev.StreamID) {
 			return nil
 		}
-		a.poke()
+		// Usually the reader got there already, woken by this process's own append (Wake): a
+		// poke would run a step that finds nothing.
+		if past, _ := a.past(eventstore.CheckpointOf(ev)); !past {
+			a.poke()
+		}
 		if err := e.awaitRead(ctx, a, ev); err != nil {
 			return err
 		}
 		if e.afterCommit != nil {
-			return e.afterCommit(a.p.name, ev)
+			return e.afterCommit(a.p.Name, ev)
 		}
 		return nil
 	}
@@ -174,9 +178,9 @@ func (e *Engine) awaitRead(ctx context.Context, a *applier, ev eventstore.Record
 		return err
 	}
 	if !ok || id != ev.EventID {
-		e.log.Error("projection: message names no stored event; ignored (forged, or another store's)", "projection", a.p.name,
+		e.log.Error("projection: message names no stored event; ignored (forged, or another store's)", "projection", a.p.Name,
 			"stream", ev.StreamID, "version", ev.StreamVersion, "event_id", ev.EventID, "type", ev.Type, "stored_id", id)
-		e.m.foreign.WithLabelValues(a.p.name).Inc()
+		e.m.foreign.WithLabelValues(a.p.Name).Inc()
 	}
 	return nil
 }

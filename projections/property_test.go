@@ -1,4 +1,4 @@
-package projections
+package projections_test
 
 import (
 	"fmt"
@@ -10,14 +10,15 @@ import (
 
 	"github.com/huddle-chat/huddle/domain"
 	"github.com/huddle-chat/huddle/internal/blobs"
-	"github.com/huddle-chat/huddle/internal/commands"
+	"github.com/huddle-chat/huddle/commands"
+	"github.com/huddle-chat/huddle/internal/projtest"
 )
 
 // world drives random commands through the real command handler (domain deciders, event
 // store), remembering just enough to pick plausible next commands. Commands the domain refuses
 // are part of the game: they append nothing.
 type world struct {
-	e       *env
+	e       *projtest.Env
 	h       *commands.Handler
 	rng     *rand.Rand
 	clinic  string
@@ -29,9 +30,9 @@ type world struct {
 	refused map[string]int
 }
 
-func newWorld(e *env, seed uint64) *world {
+func newWorld(e *projtest.Env, seed uint64) *world {
 	return &world{
-		e: e, h: commands.New(e.store, blobs.New(e.pool), commands.Options{}),
+		e: e, h: commands.New(e.Store, blobs.New(e.Pool), commands.Options{}),
 		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), clinic: "c1",
 		msgs: map[string][]string{}, refused: map[string]int{}, members: map[string][]string{},
 	}
@@ -42,9 +43,9 @@ func (w *world) actor(u string) commands.Actor {
 }
 
 func (w *world) must(err error) {
-	w.e.t.Helper()
+	w.e.T.Helper()
 	if err != nil && domain.ErrorCode(err) == "" {
-		w.e.t.Fatalf("command failed: %v", err)
+		w.e.T.Fatalf("command failed: %v", err)
 	}
 	if err != nil {
 		w.refused[domain.ErrorCode(err)]++
@@ -58,13 +59,13 @@ func (w *world) must(err error) {
 func (w *world) setup(users int) {
 	admin := w.actor("admin")
 	for _, r := range []string{"r1", "r2"} {
-		_, _, err := w.h.NameRoom(w.e.ctx, admin, r, "Room "+r)
+		_, _, err := w.h.NameRoom(w.e.Ctx, admin, r, "Room "+r)
 		w.must(err)
 	}
 	for i := 1; i <= users; i++ {
 		u := "u" + strconv.Itoa(i)
 		w.users = append(w.users, u)
-		_, _, err := w.h.SetUser(w.e.ctx, admin, u, "User "+strings.Repeat("x", i%3)+strconv.Itoa(i), u+"@clinic.test", "MD")
+		_, _, err := w.h.SetUser(w.e.Ctx, admin, u, "User "+strings.Repeat("x", i%3)+strconv.Itoa(i), u+"@clinic.test", "MD")
 		w.must(err)
 		rooms := []string{"r1"}
 		if i%2 == 0 {
@@ -74,7 +75,7 @@ func (w *world) setup(users int) {
 			rooms = []string{"r1", "r2"}
 		}
 		for _, r := range rooms {
-			_, err := w.h.AddRoomMember(w.e.ctx, admin, r, u)
+			_, err := w.h.AddRoomMember(w.e.Ctx, admin, r, u)
 			w.must(err)
 		}
 	}
@@ -91,7 +92,7 @@ func (w *world) conv() (string, bool) {
 
 // step runs one random command.
 func (w *world) step() {
-	ctx := w.e.ctx
+	ctx := w.e.Ctx
 	me := w.user()
 	c, haveConv := w.conv()
 	if ms := w.members[c]; haveConv && len(ms) > 0 && w.rng.IntN(10) > 0 {
@@ -190,10 +191,10 @@ func TestProperty_LiveEqualsRebuild(t *testing.T) {
 	}{{1, 1}, {2, 1}, {3, 4}} {
 		seed := c.seed
 		t.Run(fmt.Sprintf("seed%d/workers=%d", seed, c.workers), func(t *testing.T) {
-			e := newEnv(t)
-			e.engine.Workers = c.workers
-			e.relay()
-			e.run()
+			e := projtest.New(t)
+			e.Engine.Workers = c.workers
+			e.Relay()
+			e.Run()
 			w := newWorld(e, seed)
 			w.setup(8)
 			for i := 0; i < propertySteps(); i++ {
@@ -202,14 +203,14 @@ func TestProperty_LiveEqualsRebuild(t *testing.T) {
 			if w.applied < propertySteps()/3 {
 				t.Fatalf("only %d of %d commands were accepted; the generator is too naive to test much (refused: %v)", w.applied, propertySteps(), w.refused)
 			}
-			e.settle()
-			if n := e.count(`SELECT count(*) FROM messages`); n == 0 {
+			e.Settle()
+			if n := e.Count(`SELECT count(*) FROM messages`); n == 0 {
 				t.Fatal("no messages projected")
 			}
-			snap := e.snapshot()
+			snap := e.Snapshot()
 			t.Logf("accepted %d commands (refused %v); rows: messages %d, inbox %d, participants %d, member_prefs %d, visibility %d",
 				w.applied, w.refused, len(snap["messages"]), len(snap["inbox"]), len(snap["participants"]), len(snap["member_prefs"]), len(snap["visibility"]))
-			e.requireSameAsRebuild()
+			e.RequireSameAsRebuild()
 		})
 	}
 }
@@ -218,15 +219,15 @@ func TestProperty_LiveEqualsRebuild(t *testing.T) {
 // the swap, live projection continues and nothing is lost or doubled.
 func TestRebuild_WhileLiveTrafficFlows(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	e.relay()
-	e.run()
+	e := projtest.New(t)
+	e.Relay()
+	e.Run()
 	w := newWorld(e, 7)
 	w.setup(8)
 	for i := 0; i < 200; i++ {
 		w.step()
 	}
-	e.settle()
+	e.Settle()
 	stop := make(chan struct{})
 	finished := make(chan struct{})
 	// A second world on the same store, so the goroutine owns its own bookkeeping.
@@ -244,7 +245,7 @@ func TestRebuild_WhileLiveTrafficFlows(t *testing.T) {
 		}
 	}()
 	for i := 0; i < 3; i++ {
-		if err := e.engine.Rebuild(e.ctx, nil, nil); err != nil {
+		if err := e.Engine.Rebuild(e.Ctx, nil, nil); err != nil {
 			t.Fatalf("rebuild under traffic: %v", err)
 		}
 	}
@@ -254,6 +255,6 @@ func TestRebuild_WhileLiveTrafficFlows(t *testing.T) {
 		t.Fatal("no command ran during the rebuilds")
 	}
 	t.Logf("%d commands ran during three rebuilds", w2.applied)
-	e.settle()
-	e.requireSameAsRebuild()
+	e.Settle()
+	e.RequireSameAsRebuild()
 }

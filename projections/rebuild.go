@@ -29,15 +29,15 @@ var ErrRebuildRunning = errors.New("a rebuild of this projection is already runn
 // progress, when not nil, is called after every batch with the events read and the store's
 // total (an estimate taken at the start).
 func (e *Engine) Rebuild(ctx context.Context, names []string, progress func(done, total int64)) error {
-	var ps []*projection
-	for _, p := range projections { // fixed order: swap locks are always taken in this order
-		if len(names) == 0 || contains(names, p.name) {
+	var ps []*ReadModel
+	for _, p := range e.models { // fixed order: swap locks are always taken in this order
+		if len(names) == 0 || contains(names, p.Name) {
 			ps = append(ps, p)
 		}
 	}
 	for _, n := range names {
-		if _, ok := projectionByName(n); !ok {
-			return fmt.Errorf("rebuild: unknown projection %q (have %v)", n, Names())
+		if _, ok := e.model(n); !ok {
+			return fmt.Errorf("rebuild: unknown projection %q (have %v)", n, e.Names())
 		}
 	}
 	if err := e.rebuild(ctx, ps, progress); err != nil {
@@ -82,7 +82,7 @@ const sqlBulkConstraints = `SELECT t.relname, c.conname, pg_get_constraintdef(c.
 	JOIN pg_namespace n ON n.oid = t.relnamespace
 	WHERE n.nspname = $1 AND t.relname = ANY($2) AND c.contype IN ('p', 'u')`
 
-func (e *Engine) rebuild(ctx context.Context, ps []*projection, progress func(done, total int64)) error {
+func (e *Engine) rebuild(ctx context.Context, ps []*ReadModel, progress func(done, total int64)) error {
 	// A connection of its own: its search_path points at the shadow schema, so the projections'
 	// unqualified SQL writes the shadow tables. It never goes back to the pool.
 	conn, err := pgx.ConnectConfig(ctx, e.pool.Config().ConnConfig.Copy())
@@ -93,13 +93,13 @@ func (e *Engine) rebuild(ctx context.Context, ps []*projection, progress func(do
 
 	names := make([]string, len(ps))
 	for i, p := range ps {
-		names[i] = p.name
+		names[i] = p.Name
 		var locked bool
-		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, rebuildLockKey(p.name)).Scan(&locked); err != nil {
+		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, rebuildLockKey(p.Name)).Scan(&locked); err != nil {
 			return fmt.Errorf("rebuild lock: %w", err)
 		}
 		if !locked {
-			return fmt.Errorf("%s: %w", p.name, ErrRebuildRunning)
+			return fmt.Errorf("%s: %w", p.Name, ErrRebuildRunning)
 		}
 	}
 	// Closing the connection releases the locks too, but only once the server has noticed: a
@@ -113,10 +113,10 @@ func (e *Engine) rebuild(ctx context.Context, ps []*projection, progress func(do
 	tables := []string{"projection_checkpoints"}
 	var copied, bulk []string
 	for _, p := range ps {
-		tables = append(tables, p.tables...)
-		copied = append(copied, p.copied...)
-		bulk = append(bulk, p.copied...)
-		bulk = append(bulk, p.derived...)
+		tables = append(tables, p.Tables...)
+		copied = append(copied, p.Copied...)
+		bulk = append(bulk, p.Copied...)
+		bulk = append(bulk, p.Derived...)
 	}
 	dropShadow := func() {
 		_, _ = conn.Exec(context.WithoutCancel(ctx), `DROP SCHEMA IF EXISTS `+ident(shadow)+` CASCADE`)
@@ -126,7 +126,7 @@ func (e *Engine) rebuild(ctx context.Context, ps []*projection, progress func(do
 		dropShadow()
 		return err
 	}
-	// A second connection on the shadow schema: the load COPYs messages on it, beside the first
+	// A second connection on the shadow schema: the bulk loads COPY on it, beside the first
 	// one's statements, and afterwards it indexes them while the first derives.
 	conn2, err := pgx.ConnectConfig(ctx, e.pool.Config().ConnConfig.Copy())
 	if err != nil {
@@ -145,19 +145,22 @@ func (e *Engine) rebuild(ctx context.Context, ps []*projection, progress func(do
 		}
 	}
 
-	// The highest position is the count but for gaps (rolled back appends), and costs an index
-	// probe where count(*) reads the whole index.
-	var total int64
-	if err := e.pool.QueryRow(ctx, `SELECT coalesce(max(global_position), 0) FROM events`).Scan(&total); err != nil {
+	total, err := e.store.LastPosition(ctx)
+	if err != nil {
 		total = -1 // progress without a total
 	}
 	start := time.Now()
 	marks := map[string]map[string]streamMark{}
 	for _, p := range ps {
-		marks[p.name] = map[string]streamMark{}
+		marks[p.Name] = map[string]streamMark{}
 	}
-	l := newLoad()
-	cp, done, err := e.load(ctx, conn, conn2, ps, marks, l, func(done int64) {
+	loads := map[string]BulkLoad{}
+	for _, p := range ps {
+		if p.NewLoad != nil {
+			loads[p.Name] = p.NewLoad()
+		}
+	}
+	cp, done, err := e.load(ctx, conn, conn2, ps, marks, loads, func(done int64) {
 		if progress != nil {
 			progress(done, max(total, done))
 		}
@@ -173,7 +176,7 @@ func (e *Engine) rebuild(ctx context.Context, ps []*projection, progress func(do
 	// completed, the largest first; then both take the rest.
 	var derived, rest []string
 	for _, p := range ps {
-		derived = append(derived, p.derived...)
+		derived = append(derived, p.Derived...)
 	}
 	queue := make(chan string, len(tables))
 	for _, t := range copied {
@@ -211,9 +214,9 @@ func (e *Engine) rebuild(ctx context.Context, ps []*projection, progress func(do
 		}
 		err := pgx.BeginFunc(gctx, conn, func(tx pgx.Tx) error {
 			for _, p := range ps {
-				if p.derive != nil {
-					if err := p.derive(gctx, tx, l); err != nil {
-						return err
+				if l := loads[p.Name]; l != nil {
+					if err := l.Finish(gctx, tx); err != nil {
+						return fmt.Errorf("%s: finish the load: %w", p.Name, err)
 					}
 				}
 			}
@@ -248,7 +251,7 @@ func (e *Engine) rebuild(ctx context.Context, ps []*projection, progress func(do
 			return err
 		}
 		for _, p := range ps {
-			if _, err := tx.Exec(ctx, sqlLockProjection, lockKey(p.name)); err != nil {
+			if _, err := tx.Exec(ctx, sqlLockProjection, lockKey(p.Name)); err != nil {
 				return fmt.Errorf("lock projection: %w", err)
 			}
 		}
@@ -268,10 +271,10 @@ func (e *Engine) rebuild(ctx context.Context, ps []*projection, progress func(do
 			done += int64(len(evs))
 		}
 		for _, p := range ps {
-			if err := catchUpStreams(ctx, tx, e.store, p, live, cp, marks); err != nil {
+			if err := catchUpStreams(ctx, tx, e.store, p, cp, marks); err != nil {
 				return err
 			}
-			for _, t := range p.tables {
+			for _, t := range p.Tables {
 				if _, err := tx.Exec(ctx, `DROP TABLE `+ident(live, t)); err != nil {
 					return fmt.Errorf("drop %s: %w", t, err)
 				}
@@ -284,7 +287,7 @@ func (e *Engine) rebuild(ctx context.Context, ps []*projection, progress func(do
 				`INSERT INTO ` + ident(live, "projection_checkpoints") + ` SELECT * FROM ` + ident(shadow, "projection_checkpoints") + ` WHERE projection = $1`,
 				`DELETE FROM ` + ident(live, "projection_poison") + ` WHERE projection = $1`,
 			} {
-				if _, err := tx.Exec(ctx, q, p.name); err != nil {
+				if _, err := tx.Exec(ctx, q, p.Name); err != nil {
 					return fmt.Errorf("swap checkpoints: %w", err)
 				}
 			}
@@ -292,8 +295,8 @@ func (e *Engine) rebuild(ctx context.Context, ps []*projection, progress func(do
 		// Everything up to cp is applied now: the readers go on from there (catchup.go), and
 		// read-your-writes waits need not walk what the rebuild applied.
 		for _, p := range ps {
-			for _, name := range []string{cursorPrefix + p.name, watermarkPrefix + p.name} {
-				if _, err := tx.Exec(ctx, sqlWatermarkSave, name, cp.TxID, cp.Position); err != nil {
+			for _, name := range []string{cursorPrefix + p.Name, watermarkPrefix + p.Name} {
+				if err := eventstore.AdvanceCheckpointIn(ctx, tx, name, cp); err != nil {
 					return fmt.Errorf("save %s: %w", name, err)
 				}
 			}
@@ -390,10 +393,8 @@ func finishTable(ctx context.Context, conn *pgx.Conn, live, shadow, table string
 // checkpoint cp and holds back later transactions (any transaction in the cluster holds its
 // horizon back), so the unread events are exactly those after cp, including ones the live
 // appliers already applied to the old tables. Called under the projection's exclusive lock.
-func catchUpStreams(ctx context.Context, tx pgx.Tx, store EventReader, p *projection, live string, cp eventstore.Checkpoint, marks map[string]map[string]streamMark) error {
-	rows, err := tx.Query(ctx, `SELECT stream_id, max(stream_version) FROM `+ident(live, "events")+`
-		WHERE (tx_id, global_position) > ($1::xid8, $2::bigint) AND split_part(stream_id, '-', 1) = ANY($3)
-		GROUP BY stream_id`, cp.TxID, cp.Position, p.categories)
+func catchUpStreams(ctx context.Context, tx pgx.Tx, store EventReader, p *ReadModel, cp eventstore.Checkpoint, marks map[string]map[string]streamMark) error {
+	spans, err := store.StreamSpansIn(ctx, tx, cp, eventstore.Checkpoint{}, p.Categories)
 	if err != nil {
 		return fmt.Errorf("unread streams: %w", err)
 	}
@@ -402,27 +403,17 @@ func catchUpStreams(ctx context.Context, tx pgx.Tx, store EventReader, p *projec
 		from   int64
 	}
 	var todo []behind
-	for rows.Next() {
-		var s string
-		var v int64
-		if err := rows.Scan(&s, &v); err != nil {
-			rows.Close()
-			return err
+	for _, sp := range spans {
+		if sp.Last > marks[p.Name][sp.StreamID].version {
+			todo = append(todo, behind{sp.StreamID, marks[p.Name][sp.StreamID].version + 1})
 		}
-		if v > marks[p.name][s].version {
-			todo = append(todo, behind{s, marks[p.name][s].version + 1})
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
 	}
 	for _, b := range todo {
 		evs, err := store.ReadStreamIn(ctx, tx, b.stream, b.from, 0)
 		if err != nil {
 			return err
 		}
-		if err := applyBatch(ctx, tx, []*projection{p}, evs, marks, nil); err != nil {
+		if err := applyBatch(ctx, tx, []*ReadModel{p}, evs, marks, nil); err != nil {
 			return err
 		}
 	}
@@ -430,10 +421,10 @@ func catchUpStreams(ctx context.Context, tx pgx.Tx, store EventReader, p *projec
 }
 
 // load replays the store into the shadow tables: one goroutine reads batches (the next one
-// while the previous is applied), one applies them on conn, one COPYs their messages on
+// while the previous is applied), one applies them on conn, one runs the bulk loads' COPYs on
 // copyConn. It returns the checkpoint of the last event read and how many were read.
-func (e *Engine) load(ctx context.Context, conn, copyConn *pgx.Conn, ps []*projection, marks map[string]map[string]streamMark,
-	l *load, progress func(done int64)) (eventstore.Checkpoint, int64, error) {
+func (e *Engine) load(ctx context.Context, conn, copyConn *pgx.Conn, ps []*ReadModel, marks map[string]map[string]streamMark,
+	loads map[string]BulkLoad, progress func(done int64)) (eventstore.Checkpoint, int64, error) {
 	var cp eventstore.Checkpoint
 	var done int64
 	// Each stage's busy time (its goroutine's own), for the debug log: the largest one bounds
@@ -442,7 +433,7 @@ func (e *Engine) load(ctx context.Context, conn, copyConn *pgx.Conn, ps []*proje
 	start := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
 	batches := make(chan []eventstore.RecordedEvent, 1)
-	messages := make(chan []messageRow, 2)
+	copies := make(chan func(context.Context, *pgx.Conn) error, 2)
 	g.Go(func() error {
 		defer close(batches)
 		rc, err := e.pool.Acquire(gctx)
@@ -450,11 +441,10 @@ func (e *Engine) load(ctx context.Context, conn, copyConn *pgx.Conn, ps []*proje
 			return fmt.Errorf("read events: %w", err)
 		}
 		defer rc.Release()
-		r := eventLoader{store: e.store}
 		var at eventstore.Checkpoint
 		for {
 			t := time.Now()
-			evs, err := r.read(gctx, rc, at, RebuildBatch)
+			evs, err := e.store.ReadAllForReplayIn(gctx, rc, at, RebuildBatch)
 			reading += time.Since(t)
 			if err != nil || len(evs) == 0 {
 				return err
@@ -468,21 +458,26 @@ func (e *Engine) load(ctx context.Context, conn, copyConn *pgx.Conn, ps []*proje
 		}
 	})
 	g.Go(func() error {
-		defer close(messages)
+		defer close(copies)
 		for evs := range batches {
 			t := time.Now()
-			err := pgx.BeginFunc(gctx, conn, func(tx pgx.Tx) error { return applyBatch(gctx, tx, ps, evs, marks, l) })
+			err := pgx.BeginFunc(gctx, conn, func(tx pgx.Tx) error { return applyBatch(gctx, tx, ps, evs, marks, loads) })
 			applying += time.Since(t)
 			if err != nil {
 				return err
 			}
-			if len(l.messages) > 0 {
-				select {
-				case messages <- l.messages:
-				case <-gctx.Done():
-					return gctx.Err()
+			for _, p := range ps {
+				l := loads[p.Name]
+				if l == nil {
+					continue
 				}
-				l.messages = nil
+				if f := l.Copy(); f != nil {
+					select {
+					case copies <- f:
+					case <-gctx.Done():
+						return gctx.Err()
+					}
+				}
 			}
 			cp = eventstore.CheckpointOf(evs[len(evs)-1])
 			done += int64(len(evs))
@@ -491,10 +486,9 @@ func (e *Engine) load(ctx context.Context, conn, copyConn *pgx.Conn, ps []*proje
 		return nil
 	})
 	g.Go(func() error {
-		var d copyData
-		for rows := range messages {
+		for f := range copies {
 			t := time.Now()
-			err := copyMessages(gctx, copyConn, &d, rows)
+			err := f(gctx, copyConn)
 			copying += time.Since(t)
 			if err != nil {
 				return err
@@ -533,23 +527,28 @@ const sqlUpsertCheckpoints = `INSERT INTO projection_checkpoints (projection, st
 	SET version = EXCLUDED.version, position = greatest(projection_checkpoints.position, EXCLUDED.position),
 	    recorded_at = EXCLUDED.recorded_at`
 
-// applyBatch applies the events each projection reads (skipping any a stream already has) as
-// one pipelined batch on tx. Outside a load (l nil) it also records the streams' checkpoints;
-// during one, l collects the messages and derivations and the checkpoints stay in marks.
-func applyBatch(ctx context.Context, tx pgx.Tx, ps []*projection, evs []eventstore.RecordedEvent, marks map[string]map[string]streamMark, l *load) error {
-	b := stmts{load: l}
+// applyBatch applies the events each read model reads (skipping any a stream already has) as
+// one pipelined batch on tx. Outside a load (loads nil) it also records the streams'
+// checkpoints; during one, each read model with a bulk load applies through it, and the
+// checkpoints stay in marks.
+func applyBatch(ctx context.Context, tx pgx.Tx, ps []*ReadModel, evs []eventstore.RecordedEvent, marks map[string]map[string]streamMark, loads map[string]BulkLoad) error {
+	var b Batch
 	for _, p := range ps {
-		pm := marks[p.name]
+		apply := p.Apply
+		if l := loads[p.Name]; l != nil {
+			apply = l.Apply
+		}
+		pm := marks[p.Name]
 		touched := map[string]bool{}
 		for _, ev := range evs {
 			if !p.handles(ev.StreamID) || ev.StreamVersion <= pm[ev.StreamID].version {
 				continue
 			}
-			if err := p.applyEvent(&b, ev); err != nil {
+			if err := p.applyEvent(&b, ev, apply); err != nil {
 				return err
 			}
 			pm[ev.StreamID] = streamMark{version: ev.StreamVersion, position: ev.Position, at: ev.RecordedAt}
-			if l == nil {
+			if loads == nil {
 				touched[ev.StreamID] = true
 			}
 		}
@@ -567,9 +566,26 @@ func applyBatch(ctx context.Context, tx pgx.Tx, ps []*projection, evs []eventsto
 			positions = append(positions, m.position)
 			ats = append(ats, m.at)
 		}
-		b.add(sqlUpsertCheckpoints, p.name, streams, versions, positions, ats)
+		b.Add(sqlUpsertCheckpoints, p.Name, streams, versions, positions, ats)
+	}
+	for _, p := range ps {
+		if l := loads[p.Name]; l != nil {
+			if err := l.Flush(ctx, tx); err != nil {
+				return fmt.Errorf("%s: %w", p.Name, err)
+			}
+		}
 	}
 	return b.send(ctx, tx)
+}
+
+// forEachRow runs sql on q and calls fn after scanning each row into scans.
+func forEachRow(ctx context.Context, q eventstore.Querier, sql string, args []any, scans []any, fn func() error) error {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return err
+	}
+	_, err = pgx.ForEachRow(rows, scans, fn)
+	return err
 }
 
 func ident(parts ...string) string { return pgx.Identifier(parts).Sanitize() }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/huddle-chat/huddle/eventstore"
 	sharedmetrics "github.com/huddle-chat/huddle/internal/metrics"
 )
 
@@ -69,41 +70,77 @@ type Status struct {
 
 const lagCap = 1_000_000
 
-// sqlStatus reads the projection's checkpoint summary and what it has not applied of the store
-// after its watermark ($4, $5).
-const sqlStatus = `WITH cp AS (
-		SELECT coalesce(max(position), 0) AS position, max(recorded_at) AS last_at, count(*) AS streams
-		FROM projection_checkpoints WHERE projection = $1),
-	lag AS (
-		SELECT count(*) AS n, min(recorded_at) AS oldest FROM (
-			SELECT e.recorded_at FROM events e
-			LEFT JOIN projection_checkpoints c ON c.projection = $1 AND c.stream_id = e.stream_id
-			WHERE (e.tx_id, e.global_position) > ($4::xid8, $5::bigint)
-			  AND split_part(e.stream_id, '-', 1) = ANY($2)
-			  AND coalesce(c.version, 0) < e.stream_version
-			LIMIT $3) t)
-	SELECT cp.position, cp.last_at, cp.streams, lag.n,
-		coalesce(extract(epoch FROM now() - lag.oldest), 0)::float8,
+// sqlStatus reads the projection's checkpoint summary.
+const sqlStatus = `SELECT coalesce(max(position), 0), max(recorded_at), count(*),
 		(SELECT count(*) FROM projection_poison WHERE projection = $1)
-	FROM cp, lag`
+	FROM projection_checkpoints WHERE projection = $1`
 
 // Status reports every projection's position, watermark (advanced as far as it goes now) and
 // true lag behind the store.
 func (e *Engine) Status(ctx context.Context) ([]Status, error) {
-	out := make([]Status, 0, len(projections))
-	for _, p := range projections {
-		mark, err := e.Watermark(ctx, p.name)
+	out := make([]Status, 0, len(e.models))
+	for _, p := range e.models {
+		mark, err := e.Watermark(ctx, p.Name)
 		if err != nil {
 			return nil, err
 		}
-		s := Status{Name: p.name, Watermark: mark.Position}
-		if err := e.pool.QueryRow(ctx, sqlStatus, p.name, p.categories, lagCap, mark.TxID, mark.Position).Scan(
-			&s.Position, &s.LastEventAt, &s.Streams, &s.LagEvents, &s.LagSeconds, &s.Poisoned); err != nil {
-			return nil, fmt.Errorf("projection %s status: %w", p.name, err)
+		s := Status{Name: p.Name, Watermark: mark.Position}
+		if err := e.pool.QueryRow(ctx, sqlStatus, p.Name).Scan(&s.Position, &s.LastEventAt, &s.Streams, &s.Poisoned); err != nil {
+			return nil, fmt.Errorf("projection %s status: %w", p.Name, err)
+		}
+		if err := e.lag(ctx, p, mark, &s); err != nil {
+			return nil, fmt.Errorf("projection %s status: %w", p.Name, err)
 		}
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// lag sets s's LagEvents and LagSeconds: the events of p after its watermark that p has not
+// applied by its streams' checkpoints (a stream's events there are consecutive versions, see
+// eventstore.StreamSpan), and the age of the oldest.
+func (e *Engine) lag(ctx context.Context, p *ReadModel, mark eventstore.Checkpoint, s *Status) error {
+	spans, err := e.store.StreamSpansIn(ctx, e.pool, mark, eventstore.Checkpoint{}, p.Categories)
+	if err != nil {
+		return err
+	}
+	streams := make([]string, len(spans))
+	for i, sp := range spans {
+		streams[i] = sp.StreamID
+	}
+	at, err := checkpointsIn(ctx, e.pool, p.Name, streams)
+	if err != nil {
+		return err
+	}
+	var oldest time.Time
+	older := func(t time.Time) {
+		if oldest.IsZero() || t.Before(oldest) {
+			oldest = t
+		}
+	}
+	for _, sp := range spans {
+		applied := at[sp.StreamID]
+		if applied >= sp.Last {
+			continue
+		}
+		s.LagEvents += sp.Last - max(applied, sp.First-1)
+		if applied < sp.First {
+			older(sp.FirstRecordedAt)
+			continue
+		}
+		evs, err := e.store.ReadStreamIn(ctx, e.pool, sp.StreamID, applied+1, 1)
+		if err != nil {
+			return err
+		}
+		if len(evs) == 1 {
+			older(evs[0].RecordedAt)
+		}
+	}
+	s.LagEvents = min(s.LagEvents, lagCap)
+	if !oldest.IsZero() {
+		s.LagSeconds = max(time.Since(oldest).Seconds(), 0)
+	}
+	return nil
 }
 
 // refreshLoop keeps the lag gauges current until ctx ends.

@@ -2,12 +2,9 @@ package projections
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/huddle-chat/huddle/eventstore"
 )
@@ -30,28 +27,6 @@ import (
 const (
 	watermarkPrefix = "projection-watermark/"
 	watermarkPage   = 2000
-
-	sqlWatermarkScan = `SELECT e.tx_id, e.global_position, e.stream_id, e.stream_version, coalesce(c.version, 0)
-		FROM events e
-		LEFT JOIN projection_checkpoints c ON c.projection = $1 AND c.stream_id = e.stream_id
-		WHERE (e.tx_id, e.global_position) > ($2::xid8, $3::bigint)
-		  AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
-		ORDER BY e.tx_id, e.global_position
-		LIMIT $4`
-	// sqlClinicScan is sqlWatermarkScan with each event's clinic, up to a target.
-	sqlClinicScan = `SELECT e.tx_id, e.global_position, e.stream_id, e.stream_version, coalesce(c.version, 0),
-		coalesce(e.metadata->>'clinic_id', '')
-		FROM events e
-		LEFT JOIN projection_checkpoints c ON c.projection = $1 AND c.stream_id = e.stream_id
-		WHERE (e.tx_id, e.global_position) > ($2::xid8, $3::bigint)
-		  AND (e.tx_id, e.global_position) <= ($5::xid8, $6::bigint)
-		  AND e.tx_id < pg_snapshot_xmin(pg_current_snapshot())
-		ORDER BY e.tx_id, e.global_position
-		LIMIT $4`
-	sqlWatermarkLoad = `SELECT tx_id, position FROM eventstore_checkpoints WHERE name = $1`
-	sqlWatermarkSave = `INSERT INTO eventstore_checkpoints AS c (name, tx_id, position) VALUES ($1, $2, $3)
-		ON CONFLICT (name) DO UPDATE SET tx_id = excluded.tx_id, position = excluded.position, updated_at = now()
-		WHERE (c.tx_id, c.position) < (excluded.tx_id, excluded.position)`
 )
 
 // watermarks caches each projection's last known watermark; advancing is serialised per
@@ -142,19 +117,19 @@ func (e *Engine) WaitForClinic(ctx context.Context, clinic string, at eventstore
 		return nil
 	}
 	backoff := 2 * time.Millisecond
-	for _, p := range projections {
-		for !e.marks.passed(p.name, clinic, at) {
+	for _, p := range e.models {
+		for !e.marks.passed(p.Name, clinic, at) {
 			if err := e.advanceWatermark(ctx, p, at); err != nil {
 				return err
 			}
-			if e.marks.passed(p.name, clinic, at) {
+			if e.marks.passed(p.Name, clinic, at) {
 				break
 			}
 			if clinic != "" {
 				if err := e.advanceClinic(ctx, p, clinic, at); err != nil {
 					return err
 				}
-				if e.marks.passed(p.name, clinic, at) {
+				if e.marks.passed(p.Name, clinic, at) {
 					break
 				}
 			}
@@ -173,32 +148,31 @@ func (e *Engine) WaitForClinic(ctx context.Context, clinic string, at eventstore
 
 // Watermark returns projection's watermark after advancing it as far as it goes now.
 func (e *Engine) Watermark(ctx context.Context, projection string) (eventstore.Checkpoint, error) {
-	p, ok := projectionByName(projection)
+	p, ok := e.model(projection)
 	if !ok {
 		return eventstore.Checkpoint{}, fmt.Errorf("watermark: unknown projection %q", projection)
 	}
 	if err := e.advanceWatermark(ctx, p, eventstore.Checkpoint{}); err != nil {
 		return eventstore.Checkpoint{}, err
 	}
-	return e.marks.get(p.name), nil
+	return e.marks.get(p.Name), nil
 }
 
 // advanceWatermark walks p's watermark forward as far as the applied events allow and saves it.
 // A caller waiting for target (zero: none) skips the walk when a walk it waited on got there.
-func (e *Engine) advanceWatermark(ctx context.Context, p *projection, target eventstore.Checkpoint) error {
+func (e *Engine) advanceWatermark(ctx context.Context, p *ReadModel, target eventstore.Checkpoint) error {
 	e.marks.advance.Lock()
 	defer e.marks.advance.Unlock()
-	if target != (eventstore.Checkpoint{}) && reached(e.marks.get(p.name), target) {
+	if target != (eventstore.Checkpoint{}) && reached(e.marks.get(p.Name), target) {
 		return nil
 	}
-	name := watermarkPrefix + p.name
-	var stored eventstore.Checkpoint
-	err := e.pool.QueryRow(ctx, sqlWatermarkLoad, name).Scan(&stored.TxID, &stored.Position)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("watermark %s: %w", p.name, err)
+	name := watermarkPrefix + p.Name
+	stored, err := eventstore.LoadCheckpointIn(ctx, e.pool, name)
+	if err != nil {
+		return fmt.Errorf("watermark %s: %w", p.Name, err)
 	}
-	e.marks.raise(p.name, stored)
-	start := e.marks.get(p.name)
+	e.marks.raise(p.Name, stored)
+	start := e.marks.get(p.Name)
 	at := start
 	for {
 		n, blocked, err := e.walkWatermark(ctx, p, &at)
@@ -212,47 +186,53 @@ func (e *Engine) advanceWatermark(ctx context.Context, p *projection, target eve
 	if at == start && at == stored {
 		return nil
 	}
-	if _, err := e.pool.Exec(ctx, sqlWatermarkSave, name, at.TxID, at.Position); err != nil {
-		return fmt.Errorf("watermark %s: save: %w", p.name, err)
+	if err := eventstore.AdvanceCheckpointIn(ctx, e.pool, name, at); err != nil {
+		return fmt.Errorf("watermark %s: save: %w", p.Name, err)
 	}
-	e.marks.raise(p.name, at)
+	e.marks.raise(p.Name, at)
 	return nil
 }
 
 // walkWatermark moves at over one page of applied (or foreign) events. It returns how many
-// rows it read and whether it stopped at an event not applied yet.
-func (e *Engine) walkWatermark(ctx context.Context, p *projection, at *eventstore.Checkpoint) (int, bool, error) {
-	rows, err := e.pool.Query(ctx, sqlWatermarkScan, p.name, at.TxID, at.Position, watermarkPage)
+// events it read and whether it stopped at an event not applied yet.
+func (e *Engine) walkWatermark(ctx context.Context, p *ReadModel, at *eventstore.Checkpoint) (int, bool, error) {
+	return e.walk(ctx, p, "", at, eventstore.Checkpoint{})
+}
+
+// walk moves at over one page of events (up to target unless zero) that p has applied by their
+// streams' checkpoints, are not p's, or (clinic not "") are another clinic's. It returns how
+// many events it read and whether it stopped at one it may not pass.
+func (e *Engine) walk(ctx context.Context, p *ReadModel, clinic string, at *eventstore.Checkpoint, target eventstore.Checkpoint) (int, bool, error) {
+	refs, err := e.store.EventRefsIn(ctx, e.pool, *at, target, watermarkPage)
 	if err != nil {
-		return 0, false, fmt.Errorf("watermark %s: %w", p.name, err)
+		return 0, false, fmt.Errorf("watermark %s: %w", p.Name, err)
 	}
-	defer rows.Close()
-	n := 0
-	for rows.Next() {
-		var cp eventstore.Checkpoint
-		var stream string
-		var version, applied int64
-		if err := rows.Scan(&cp.TxID, &cp.Position, &stream, &version, &applied); err != nil {
-			return n, false, fmt.Errorf("watermark %s: %w", p.name, err)
+	var streams []string
+	for _, r := range refs {
+		if p.handles(r.StreamID) {
+			streams = append(streams, r.StreamID)
 		}
-		n++
-		if p.handles(stream) && applied < version {
-			return n, true, nil
+	}
+	applied, err := checkpointsIn(ctx, e.pool, p.Name, streams)
+	if err != nil {
+		return 0, false, fmt.Errorf("watermark %s: %w", p.Name, err)
+	}
+	for i, r := range refs {
+		ev := eventstore.RecordedEvent{StreamID: r.StreamID, Metadata: eventstore.Metadata{ClinicID: r.ClinicID}}
+		if p.handles(r.StreamID) && applied[r.StreamID] < r.StreamVersion && (clinic == "" || ClinicOf(ev) == clinic) {
+			return i + 1, true, nil
 		}
-		*at = cp
+		*at = r.Checkpoint
 	}
-	if err := rows.Err(); err != nil {
-		return n, false, fmt.Errorf("watermark %s: %w", p.name, err)
-	}
-	return n, false, nil
+	return len(refs), false, nil
 }
 
 // advanceClinic walks clinic's watermark in p forward, towards target, over every event that is
 // applied, not p's, or another clinic's.
-func (e *Engine) advanceClinic(ctx context.Context, p *projection, clinic string, target eventstore.Checkpoint) error {
+func (e *Engine) advanceClinic(ctx context.Context, p *ReadModel, clinic string, target eventstore.Checkpoint) error {
 	e.marks.advance.Lock()
 	defer e.marks.advance.Unlock()
-	at := e.marks.clinic(p.name, clinic)
+	at := e.marks.clinic(p.Name, clinic)
 	for !reached(at, target) {
 		n, blocked, err := e.walkClinic(ctx, p, clinic, &at, target)
 		if err != nil {
@@ -262,32 +242,10 @@ func (e *Engine) advanceClinic(ctx context.Context, p *projection, clinic string
 			break
 		}
 	}
-	e.marks.raiseClinic(p.name, clinic, at)
+	e.marks.raiseClinic(p.Name, clinic, at)
 	return nil
 }
 
-func (e *Engine) walkClinic(ctx context.Context, p *projection, clinic string, at *eventstore.Checkpoint, target eventstore.Checkpoint) (int, bool, error) {
-	rows, err := e.pool.Query(ctx, sqlClinicScan, p.name, at.TxID, at.Position, watermarkPage, target.TxID, target.Position)
-	if err != nil {
-		return 0, false, fmt.Errorf("clinic watermark %s: %w", p.name, err)
-	}
-	defer rows.Close()
-	n := 0
-	for rows.Next() {
-		var cp eventstore.Checkpoint
-		var ev eventstore.RecordedEvent
-		var applied int64
-		if err := rows.Scan(&cp.TxID, &cp.Position, &ev.StreamID, &ev.StreamVersion, &applied, &ev.Metadata.ClinicID); err != nil {
-			return n, false, fmt.Errorf("clinic watermark %s: %w", p.name, err)
-		}
-		n++
-		if p.handles(ev.StreamID) && applied < ev.StreamVersion && clinicOf(ev) == clinic {
-			return n, true, nil
-		}
-		*at = cp
-	}
-	if err := rows.Err(); err != nil {
-		return n, false, fmt.Errorf("clinic watermark %s: %w", p.name, err)
-	}
-	return n, false, nil
+func (e *Engine) walkClinic(ctx context.Context, p *ReadModel, clinic string, at *eventstore.Checkpoint, target eventstore.Checkpoint) (int, bool, error) {
+	return e.walk(ctx, p, clinic, at, target)
 }

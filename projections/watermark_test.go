@@ -1,4 +1,4 @@
-package projections
+package projections_test
 
 import (
 	"context"
@@ -9,19 +9,22 @@ import (
 
 	"github.com/huddle-chat/huddle/domain"
 	"github.com/huddle-chat/huddle/eventstore"
+	"github.com/huddle-chat/huddle/inbox"
+	"github.com/huddle-chat/huddle/internal/projtest"
+	"github.com/huddle-chat/huddle/projections"
 )
 
 // hold makes the engine fail every event of streamID until the returned func is called, as an
 // event whose apply keeps failing (a transient error: retried, never parked) would.
-func (e *env) hold(streamID string) (release func()) {
+func hold(e *projtest.Env, streamID string) (release func()) {
 	var held atomic.Bool
 	held.Store(true)
-	e.engine.applyHook = func(_ string, ev eventstore.RecordedEvent) error {
+	projections.SetApplyHook(e.Engine, func(_ string, ev eventstore.RecordedEvent) error {
 		if held.Load() && ev.StreamID == streamID {
 			return errors.New("held by the test")
 		}
 		return nil
-	}
+	})
 	return func() { held.Store(false) }
 }
 
@@ -30,36 +33,36 @@ func (e *env) hold(streamID string) (release func()) {
 // later one, in another stream, is applied around it.
 func TestWaitForAll_WaitsForEarlierWritesToOtherStreams(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	release := e.hold(domain.ConversationStream("g1"))
-	e.run()
+	e := projtest.New(t)
+	release := hold(e, domain.ConversationStream("g1"))
+	e.Run()
 	conv, member := faultScenario(e)
 	earlier := conv[len(conv)-1]   // the conversation's last message
 	later := member[len(member)-1] // then u2 moves their read marker
 
-	if err := e.engine.WaitFor(e.ctx, later.StreamID, later.StreamVersion); err != nil {
+	if err := e.Engine.WaitFor(e.Ctx, later.StreamID, later.StreamVersion); err != nil {
 		t.Fatal(err)
 	}
 	// The later write's own stream is applied, the earlier one's is not: the wait must hold.
 	for _, clinic := range []string{"", "c1"} {
-		ctx, cancel := context.WithTimeout(e.ctx, 300*time.Millisecond)
-		err := e.engine.WaitForClinic(ctx, clinic, eventstore.CheckpointOf(later))
+		ctx, cancel := context.WithTimeout(e.Ctx, 300*time.Millisecond)
+		err := e.Engine.WaitForClinic(ctx, clinic, eventstore.CheckpointOf(later))
 		cancel()
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("WaitForClinic(%q, later) = %v while %s@%d was unapplied, want it to wait", clinic, err, earlier.StreamID, earlier.StreamVersion)
 		}
 	}
-	mark, err := e.engine.Watermark(e.ctx, Inbox)
+	mark, err := e.Engine.Watermark(e.Ctx, inbox.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if reached(mark, eventstore.CheckpointOf(conv[0])) {
+	if projections.Reached(mark, eventstore.CheckpointOf(conv[0])) {
 		t.Fatalf("inbox watermark %+v passed the unapplied %s@1", mark, conv[0].StreamID)
 	}
 
 	release()
 	done := make(chan error, 1)
-	go func() { done <- e.engine.WaitForAll(e.ctx, eventstore.CheckpointOf(later)) }()
+	go func() { done <- e.Engine.WaitForAll(e.Ctx, eventstore.CheckpointOf(later)) }()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -70,37 +73,37 @@ func TestWaitForAll_WaitsForEarlierWritesToOtherStreams(t *testing.T) {
 	}
 	// Once through, the earlier writes are applied: the whole scenario reads as it should.
 	checkFaultScenario(e)
-	for _, name := range Names() {
-		mark, err := e.engine.Watermark(e.ctx, name)
+	for _, name := range e.Engine.Names() {
+		mark, err := e.Engine.Watermark(e.Ctx, name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !reached(mark, eventstore.CheckpointOf(later)) {
+		if !projections.Reached(mark, eventstore.CheckpointOf(later)) {
 			t.Errorf("%s watermark %+v is short of the last event %+v", name, mark, eventstore.CheckpointOf(later))
 		}
 	}
-	e.requireSameAsRebuild()
+	e.RequireSameAsRebuild()
 }
 
 // Read-your-writes is per clinic: while an event of clinic c1 keeps failing, a reader of
 // clinic c2 holding the token of a later c2 write gets through; c1's and the global wait do not.
 func TestWaitForClinic_StuckClinicDoesNotDelayAnother(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
-	release := e.hold(domain.ConversationStream("g1"))
-	e.run()
+	e := projtest.New(t)
+	release := hold(e, domain.ConversationStream("g1"))
+	e.Run()
 	conv, member := faultScenario(e) // clinic c1
-	other := e.appendEvents("c2", "v1", domain.ConversationStream("h1"),
+	other := e.AppendEvents("c2", "v1", domain.ConversationStream("h1"),
 		domain.ConversationStarted{ConversationID: "h1", Kind: domain.KindGroup, Title: "Ward", OwnerID: "v1", StartedBy: "v1", ParticipantIDs: []string{"v1", "v2"}},
 		domain.MessageSent{MessageID: "n1", SenderID: "v1", Text: "hello"})
 	c2 := eventstore.CheckpointOf(other[len(other)-1])
 
-	ctx, cancel := context.WithTimeout(e.ctx, 20*time.Second)
+	ctx, cancel := context.WithTimeout(e.Ctx, 20*time.Second)
 	defer cancel()
-	if err := e.engine.WaitForClinic(ctx, "c2", c2); err != nil {
+	if err := e.Engine.WaitForClinic(ctx, "c2", c2); err != nil {
 		t.Fatalf("c2's read waited on c1's stuck event: %v", err)
 	}
-	page, err := NewQueries(e.pool).Messages(e.ctx, "c2", "v2", "h1", "", 10)
+	page, err := inbox.NewQueries(e.Pool).Messages(e.Ctx, "c2", "v2", "h1", "", 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,50 +115,50 @@ func TestWaitForClinic_StuckClinicDoesNotDelayAnother(t *testing.T) {
 		if clinic == "" {
 			at = c2
 		}
-		ctx, cancel := context.WithTimeout(e.ctx, 300*time.Millisecond)
-		err := e.engine.WaitForClinic(ctx, clinic, at)
+		ctx, cancel := context.WithTimeout(e.Ctx, 300*time.Millisecond)
+		err := e.Engine.WaitForClinic(ctx, clinic, at)
 		cancel()
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("WaitForClinic(%q) = %v while %s@1 of c1 is stuck, want it to wait", clinic, err, conv[0].StreamID)
 		}
 	}
 	release()
-	if err := e.engine.WaitForAll(ctx, c2); err != nil {
+	if err := e.Engine.WaitForAll(ctx, c2); err != nil {
 		t.Fatalf("after the release: %v", err)
 	}
 	checkFaultScenario(e)
-	e.requireSameAsRebuild()
+	e.RequireSameAsRebuild()
 }
 
 // The watermark is shared through the database: an engine that applied nothing itself (another
 // instance) reads it, and it never moves back.
 func TestWatermark_SharedAndMonotonic(t *testing.T) {
-	e := newEnv(t)
-	e.run()
-	evs := e.appendEvents("c1", "u1", domain.ConversationStream("g9"),
+	e := projtest.New(t)
+	e.Run()
+	evs := e.AppendEvents("c1", "u1", domain.ConversationStream("g9"),
 		domain.ConversationStarted{ConversationID: "g9", Kind: domain.KindGroup, Title: "T", OwnerID: "u1", StartedBy: "u1", ParticipantIDs: []string{"u1", "u2"}},
 		domain.MessageSent{MessageID: "m1", SenderID: "u1", Text: "hi"})
-	e.deliver(evs...)
+	e.Deliver(evs...)
 	last := eventstore.CheckpointOf(evs[len(evs)-1])
-	if err := e.engine.WaitForAll(e.ctx, last); err != nil {
+	if err := e.Engine.WaitForAll(e.Ctx, last); err != nil {
 		t.Fatal(err)
 	}
-	other := NewEngine(e.pool, e.store, e.broker.ClientURL(), nil, nil)
-	mark, err := other.Watermark(e.ctx, Inbox)
+	other := projections.NewEngine(e.Pool, e.Store, e.Broker.ClientURL(), nil, nil, e.Models)
+	mark, err := other.Watermark(e.Ctx, inbox.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reached(mark, last) {
+	if !projections.Reached(mark, last) {
 		t.Fatalf("another engine reads watermark %+v, want at least %+v", mark, last)
 	}
-	var stored eventstore.Checkpoint
-	if _, err := e.pool.Exec(e.ctx, sqlWatermarkSave, watermarkPrefix+Inbox, uint64(1), int64(1)); err != nil {
+	if err := eventstore.AdvanceCheckpointIn(e.Ctx, e.Pool, projections.WatermarkPrefix+inbox.Name, eventstore.Checkpoint{TxID: 1, Position: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.pool.QueryRow(e.ctx, sqlWatermarkLoad, watermarkPrefix+Inbox).Scan(&stored.TxID, &stored.Position); err != nil {
+	stored, err := eventstore.LoadCheckpointIn(e.Ctx, e.Pool, projections.WatermarkPrefix+inbox.Name)
+	if err != nil {
 		t.Fatal(err)
 	}
-	if !reached(stored, last) {
+	if !projections.Reached(stored, last) {
 		t.Fatalf("saving an older watermark moved it back to %+v", stored)
 	}
 }

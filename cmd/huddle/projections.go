@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/huddle-chat/huddle/eventstore"
+	"github.com/huddle-chat/huddle/internal/app"
 	"github.com/huddle-chat/huddle/projections"
 )
 
@@ -22,7 +23,7 @@ func init() {
   huddle projections status [--json]
 
 rebuild replays the event store into shadow tables and swaps them in atomically, for the named
-projections (all when none is named: ` + strings.Join(projections.Names(), ", ") + `). It works
+projections (all when none is named: ` + strings.Join(readModelNames(), ", ") + `). It works
 with the server running (readers see the old tables until the swap; live projection resumes
 from the rebuilt checkpoints) or stopped. Progress goes to stderr: a bar with events/s and ETA
 on a terminal, a plain line every few seconds otherwise.
@@ -50,8 +51,8 @@ func projectionsCmd(ctx context.Context, args []string) error {
 			return err
 		}
 		for _, n := range sfs.Args() {
-			if !contains(projections.Names(), n) {
-				return usagef("unknown projection %q (have %s)", n, strings.Join(projections.Names(), ", "))
+			if !contains(readModelNames(), n) {
+				return usagef("unknown projection %q (have %s)", n, strings.Join(readModelNames(), ", "))
 			}
 		}
 		return withEngine(ctx, func(e *projections.Engine) error { return rebuild(ctx, e, sfs.Args()) })
@@ -87,14 +88,23 @@ func withEngine(ctx context.Context, fn func(*projections.Engine) error) error {
 		return err
 	}
 	defer db.Close(context.WithoutCancel(ctx))
-	return fn(projections.NewEngine(db.Pool, eventstore.New(db.Pool), "", log, nil))
+	return fn(projections.NewEngine(db.Pool, eventstore.New(db.Pool), "", log, nil, app.ReadModels()))
+}
+
+// readModelNames lists the read models the engine runs.
+func readModelNames() []string {
+	var out []string
+	for _, m := range app.ReadModels() {
+		out = append(out, m.Name)
+	}
+	return out
 }
 
 // rebuild replays the store once for all the named projections.
 func rebuild(ctx context.Context, e *projections.Engine, names []string) error {
 	label := "rebuild " + strings.Join(names, ", ")
 	if len(names) == 0 {
-		label = "rebuild " + strings.Join(projections.Names(), ", ")
+		label = "rebuild " + strings.Join(e.Names(), ", ")
 	}
 	p := newProgress(stderr, label)
 	if err := e.Rebuild(ctx, names, p.update); err != nil {

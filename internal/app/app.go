@@ -24,14 +24,15 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/huddle-chat/huddle/api"
+	"github.com/huddle-chat/huddle/directory"
 	"github.com/huddle-chat/huddle/eventstore"
+	"github.com/huddle-chat/huddle/inbox"
 	"github.com/huddle-chat/huddle/internal/audit"
 	"github.com/huddle-chat/huddle/internal/blobs"
-	"github.com/huddle-chat/huddle/internal/commands"
+	"github.com/huddle-chat/huddle/commands"
 	"github.com/huddle-chat/huddle/internal/config"
-	"github.com/huddle-chat/huddle/internal/directory"
-	"github.com/huddle-chat/huddle/internal/live"
 	"github.com/huddle-chat/huddle/internal/natsbroker"
+	"github.com/huddle-chat/huddle/live"
 	"github.com/huddle-chat/huddle/projections"
 )
 
@@ -115,15 +116,19 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 	// Commands append through a store on the bounded pool: a request's statements end with it.
 	// The relay, the projectors and their rebuilds keep the unbounded pool (a rebuild's COPY
 	// of a large store may take minutes).
-	cmdStore := eventstore.New(a.reqPool, eventstore.WithLogger(log.With("component", "eventstore")))
+	// Its commits wake this instance's projections at once (a.Engine is set below, before
+	// anything is served).
+	cmdStore := eventstore.New(a.reqPool, eventstore.WithLogger(log.With("component", "eventstore")),
+		eventstore.WithAppended(func(streamID string) { a.Engine.Wake(streamID) }))
 	if a.pub, err = natsbroker.NewPublisher(a.natsURL, wlog); err != nil {
 		return nil, err
 	}
 	a.Relay = eventstore.NewRelay(a.Store, a.pub, eventstore.RelayConfig{}, log, a.Metrics)
-	a.Engine = projections.NewEngine(a.db.Pool, a.Store, a.natsURL, log, a.Metrics)
+	a.Engine = projections.NewEngine(a.db.Pool, a.Store, a.natsURL, log, a.Metrics,
+		ReadModels(live.NewWriter(a.nc, log.With("component", "live")).AfterApply))
 	a.Engine.Workers = max(cfg.ProjectionWorkers, 1)
 	a.blobs = blobs.New(a.db.Pool)
-	// ADAPT if internal/commands.New changes: the single line that builds the command handler.
+	// ADAPT if commands.New changes: the single line that builds the command handler.
 	cmds := commands.New(cmdStore, a.blobs, commands.Options{MaxFileBytes: cfg.MaxFileBytes, Log: log.With("component", "commands")})
 	commands.RegisterMetrics(a.Metrics, cmds)
 	a.feed = live.NewFeed(a.db.Pool)
@@ -131,7 +136,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 		Logger:       log.With("component", "http"),
 		JWTSecret:    cfg.JWTSecret,
 		Commands:     cmds,
-		Queries:      projections.NewQueries(a.reqPool),
+		Queries:      inbox.NewQueries(a.reqPool),
 		Directory:    directory.New(a.reqPool),
 		Projections:  a.Engine,
 		Ready:        a.ready,
@@ -212,6 +217,12 @@ func (a *App) startNATS(ctx context.Context) error {
 		return fmt.Errorf("connect nats %s: %w", natsbroker.Redact(a.natsURL), err)
 	}
 	return nil
+}
+
+// ReadModels lists the read models the engine runs, in the order rebuild and status show them;
+// after runs after each live batch of the inbox (the live feed's writer; none for a rebuild).
+func ReadModels(after ...projections.AfterApply) []*projections.ReadModel {
+	return []*projections.ReadModel{directory.ReadModel(), inbox.ReadModel(after...)}
 }
 
 // Addr is the HTTP listener's address (useful with port 0).

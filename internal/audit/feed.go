@@ -47,11 +47,6 @@ func (r FeedReport) OK() bool { return len(r.Bad) == 0 }
 
 const feedBatch = 500
 
-const sqlFeedLookup = `SELECT k.i, e.event_id::text, e.hash
-	FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS k(s, v, i)
-	LEFT JOIN events e ON e.stream_id = k.s AND e.stream_version = k.v
-	ORDER BY k.i`
-
 // VerifyFeed compares every message in the HUDDLE_EVENTS stream with the store (q: a pool or a
 // connection). progress, when not nil, is called after each batch with the sequence reached
 // and the last one.
@@ -80,37 +75,27 @@ func VerifyFeed(ctx context.Context, q eventstore.Querier, nc *nats.Conn, progre
 		if len(batch) == 0 {
 			return nil
 		}
-		streams := make([]string, len(batch))
-		versions := make([]int64, len(batch))
+		refs := make([]eventstore.StreamVersionRef, len(batch))
 		for i, b := range batch {
-			streams[i], versions[i] = b.StreamID, b.StreamVersion
+			refs[i] = eventstore.StreamVersionRef{StreamID: b.StreamID, Version: b.StreamVersion}
 		}
-		rows, err := q.Query(ctx, sqlFeedLookup, streams, versions)
+		stored, err := eventstore.LookupIn(ctx, q, refs)
 		if err != nil {
 			return fmt.Errorf("verify feed: %w", err)
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var i int64
-			var id, hash *string
-			if err := rows.Scan(&i, &id, &hash); err != nil {
-				return fmt.Errorf("verify feed: %w", err)
-			}
-			b := batch[i-1]
+		for i, st := range stored {
+			b := batch[i]
 			switch {
-			case id == nil:
+			case !st.Found:
 				b.Reason = "missing from the store"
-			case *id != b.EventID:
-				b.Reason = "the store holds another event (" + *id + ") at this version"
-			case *hash != b.Hash:
+			case st.EventID != b.EventID:
+				b.Reason = "the store holds another event (" + st.EventID + ") at this version"
+			case st.Hash != b.Hash:
 				b.Reason = "the store's hash differs from the published one"
 			default:
 				continue
 			}
 			rep.Bad = append(rep.Bad, b)
-		}
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("verify feed: %w", err)
 		}
 		rep.Checked += len(batch)
 		if progress != nil {

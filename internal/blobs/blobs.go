@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/huddle-chat/huddle/domain"
+	"github.com/huddle-chat/huddle/eventstore"
 )
 
 // ChunkSize is the size of one stored chunk: big enough that a 25 MiB file is ~100 rows,
@@ -82,13 +83,6 @@ const (
 	sqlSelectChunk  = `SELECT data FROM blob_chunks WHERE blob_id = $1 AND seq = $2`
 	sqlSweepUploads = `DELETE FROM blobs WHERE NOT complete AND created_at < $1`
 	sqlMarkShared   = `UPDATE blobs SET shared_version = $3 WHERE clinic_id = $1 AND id = $2 AND complete`
-	// sqlFindShared reads the event store's table directly (schema in 0001_eventstore.sql): the
-	// FileShared event naming the blob in its conversation's stream, found through the
-	// (stream_id, stream_version) index, so it costs one pass over that one stream. It reads
-	// stored data, not upcast data: a FileShared schema that renames file_id must change it.
-	sqlFindShared = `SELECT stream_version FROM events
-		WHERE stream_id = $1 AND type = $2 AND data->>'file_id' = $3 AND metadata->>'clinic_id' = $4
-		ORDER BY stream_version LIMIT 1`
 	// sqlUnshared pages through SweepUnshared's candidates (index blobs_unshared) by
 	// (completed_at, id), so each is looked at once per sweep whatever happens to it.
 	sqlUnshared = `SELECT id, clinic_id, conversation_id, completed_at FROM blobs
@@ -250,12 +244,10 @@ func (s *Store) Confirm(ctx context.Context, info Info) (int64, error) {
 }
 
 func (s *Store) findShared(ctx context.Context, clinicID, conversationID, id string) (int64, error) {
-	var version int64
-	err := s.pool.QueryRow(ctx, sqlFindShared, domain.ConversationStream(conversationID),
-		domain.FileShared{}.EventType(), id, clinicID).Scan(&version)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, nil
-	}
+	// The FileShared event naming the blob in its conversation's stream (stored data: a
+	// FileShared schema that renames file_id must change this).
+	version, err := eventstore.FirstWithFieldIn(ctx, s.pool, domain.ConversationStream(conversationID),
+		domain.FileShared{}.EventType(), "file_id", id, clinicID)
 	if err != nil {
 		return 0, fmt.Errorf("blobs: find the event sharing %s: %w", id, err)
 	}

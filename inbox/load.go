@@ -1,4 +1,4 @@
-package projections
+package inbox
 
 import (
 	"cmp"
@@ -12,7 +12,53 @@ import (
 
 	"github.com/huddle-chat/huddle/domain"
 	"github.com/huddle-chat/huddle/eventstore"
+	"github.com/huddle-chat/huddle/projections"
 )
+
+// bulk is the inbox's part of a rebuild (projections.BulkLoad): each batch's new messages,
+// COPYed on the rebuild's second connection, each batch's conversation starts, COPYed ahead of
+// its statements, and inboxLoad.
+type bulk struct {
+	messages []messageRow // the current batch's, for COPY
+	starts   []convStart  // the current batch's, COPYed ahead of its statements
+	inbox    inboxLoad
+	copyBuf  copyData // reused by the COPYs, which run one after another
+}
+
+func newBulk() *bulk { return &bulk{inbox: newInboxLoad()} }
+
+// Apply does what apply does live, through the twins.
+func (l *bulk) Apply(b *projections.Batch, e eventstore.RecordedEvent, ev domain.Event) error {
+	return apply(&writer{b: b, load: l}, e, ev)
+}
+
+// Flush COPYs the batch's conversation starts.
+func (l *bulk) Flush(ctx context.Context, tx pgx.Tx) error {
+	if len(l.starts) == 0 {
+		return nil
+	}
+	err := copyStarts(ctx, tx, l.starts)
+	l.starts = nil
+	return err
+}
+
+// Copy hands over the batch's messages.
+func (l *bulk) Copy() func(ctx context.Context, conn *pgx.Conn) error {
+	rows := l.messages
+	l.messages = nil
+	if len(rows) == 0 {
+		return nil
+	}
+	return func(ctx context.Context, conn *pgx.Conn) error { return copyMessages(ctx, conn, &l.copyBuf, rows) }
+}
+
+// Finish writes what the load kept in memory, with the derived inbox columns.
+func (l *bulk) Finish(ctx context.Context, tx pgx.Tx) error {
+	if err := l.inbox.write(ctx, tx); err != nil {
+		return fmt.Errorf("derive inbox: %w", err)
+	}
+	return nil
+}
 
 // inboxLoad is what a rebuild's load keeps in memory of the inbox projection: the tables
 // nothing in the load reads (visibility, inbox, member_prefs; see the twins in inbox.go) and,
@@ -161,39 +207,12 @@ func copyStarts(ctx context.Context, tx pgx.Tx, starts []convStart) error {
 	return nil
 }
 
-// mutedAt says whether toggles (mute +p, unmute -p) leave the conversation muted at global
-// position pos: the latest toggle before it decides, none means not muted.
-func mutedAt(toggles []int64, pos int64) bool {
-	var latest int64
-	for _, t := range toggles {
-		if a := abs(t); a < pos && a > abs(latest) {
-			latest = t
-		}
-	}
-	return latest > 0
-}
-
-func abs(x int64) int64 {
-	if x < 0 {
-		return -x
-	}
-	return x
-}
-
 // sqlLastMessages reads messages by key, for members whose last message is not their
 // conversation's latest.
 const sqlLastMessages = `SELECT m.clinic_id, m.conversation_id, m.version, m.message_id, m.sender_id, m.kind, m.text,
 	m.file_name, m.system_event, m.sent_at
 	FROM unnest($1::text[], $2::text[], $3::bigint[]) AS k(clinic_id, conversation_id, version)
 	JOIN messages m USING (clinic_id, conversation_id, version)`
-
-// deriveInbox writes what the load kept in memory, with the derived inbox columns.
-func deriveInbox(ctx context.Context, tx pgx.Tx, l *load) error {
-	if err := l.inbox.write(ctx, tx); err != nil {
-		return fmt.Errorf("derive inbox: %w", err)
-	}
-	return nil
-}
 
 // sqlDerivedWritten says whether a statement wrote a table the load keeps in memory: its rows
 // would be lost or doubled by write (see the twins in inbox.go).
@@ -269,52 +288,6 @@ func (l *inboxLoad) write(ctx context.Context, tx pgx.Tx) error {
 	return nil
 }
 
-// derive sets row r's unread count and unarchive position and returns the version of its last
-// message; ok is false when the user sees no message (the row keeps its defaults).
-func (l *inboxLoad) derive(k inboxKey, r *inboxRow) (last int64, ok bool) {
-	c := l.convs[convKey{k.clinic, k.conv}]
-	ws := l.windows[k]
-	if c == nil || len(ws) == 0 {
-		return 0, false
-	}
-	me, known := l.senders[k.user]
-	if !known {
-		me = -1
-	}
-	var pref memberPref
-	if p := l.prefs[k]; p != nil {
-		pref = *p
-	}
-	at := func(m msgMeta, v int64) int { return cmp.Compare(m.version, v) }
-	// Window by window, as the set-based rule joins them: a message in two overlapping
-	// windows counts twice.
-	for _, w := range ws {
-		lo, _ := slices.BinarySearchFunc(c.msgs, w.from, at)
-		hi := len(c.msgs)
-		if w.to >= 0 {
-			hi, _ = slices.BinarySearchFunc(c.msgs, w.to+1, at)
-		}
-		if lo >= hi {
-			continue
-		}
-		if v := c.msgs[hi-1].version; !ok || v > last {
-			last, ok = v, true
-		}
-		for _, m := range c.msgs[lo:hi] {
-			if m.system || m.sender == me {
-				continue
-			}
-			if m.version > pref.read {
-				r.unread++
-			}
-			if m.position > r.unarchive && !mutedAt(pref.toggles, m.position) {
-				r.unarchive = m.position
-			}
-		}
-	}
-	return last, ok
-}
-
 type messageKey struct {
 	clinic, conv string
 	version      int64
@@ -330,8 +303,11 @@ func (l *inboxLoad) readLast(ctx context.Context, tx pgx.Tx, rows []*inboxRow, k
 	}
 	var m messageRow
 	var fileName, sysEvent *string
-	err := forEachRow(ctx, tx, sqlLastMessages, []any{clinics, convs, versions},
-		[]any{&m.clinic, &m.conv, &m.version, &m.id, &m.sender, &m.kind, &m.text, &fileName, &sysEvent, &m.sentAt},
+	res, err := tx.Query(ctx, sqlLastMessages, clinics, convs, versions)
+	if err != nil {
+		return fmt.Errorf("last messages: %w", err)
+	}
+	_, err = pgx.ForEachRow(res, []any{&m.clinic, &m.conv, &m.version, &m.id, &m.sender, &m.kind, &m.text, &fileName, &sysEvent, &m.sentAt},
 		func() error {
 			m.file, m.system = nil, nil
 			switch m.kind {
@@ -358,14 +334,4 @@ func setLast(r *inboxRow, m *messageRow) {
 	if at.After(r.activityAt) {
 		r.activityAt = at
 	}
-}
-
-// forEachRow runs sql on q and calls fn after scanning each row into scans.
-func forEachRow(ctx context.Context, q eventstore.Querier, sql string, args []any, scans []any, fn func() error) error {
-	rows, err := q.Query(ctx, sql, args...)
-	if err != nil {
-		return err
-	}
-	_, err = pgx.ForEachRow(rows, scans, fn)
-	return err
 }

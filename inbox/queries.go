@@ -1,4 +1,4 @@
-package projections
+package inbox
 
 import (
 	"context"
@@ -12,6 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/huddle-chat/huddle/directory"
 )
 
 // Errors the queries return; the API maps them to 404 and 400.
@@ -29,7 +31,7 @@ const (
 	DefaultLimit = 20
 )
 
-// Queries answers the read side of API.md from the read models.
+// Queries answers the inbox side of API.md (conversations, messages, unread) from the read model.
 type Queries struct{ pool db }
 
 // db is a pool or, for the live feed built inside an applying transaction, that transaction.
@@ -40,14 +42,6 @@ type db interface {
 
 // NewQueries returns the read-side queries over pool.
 func NewQueries(pool *pgxpool.Pool) *Queries { return &Queries{pool: pool} }
-
-// Contact is one entry of the address book.
-type Contact struct {
-	ID    string `json:"id"`
-	Name  string `json:"name"`
-	Email string `json:"email"`
-	Title string `json:"title"`
-}
 
 // ParticipantRef is a participant as a conversation summary lists them.
 type ParticipantRef struct {
@@ -152,53 +146,11 @@ type Unread struct {
 	Conversations       []UnreadConversation `json:"conversations"`
 }
 
-// likePattern turns a search string into a case-insensitive substring LIKE pattern ("" for
-// none), escaping LIKE's metacharacters.
-func likePattern(q string) string {
-	q = strings.ToLower(strings.TrimSpace(q))
-	if q == "" {
-		return ""
-	}
-	r := strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)
-	return "%" + r.Replace(q) + "%"
-}
-
 func clampLimit(limit int) int {
 	if limit <= 0 {
 		return DefaultLimit
 	}
 	return min(limit, MaxLimit)
-}
-
-const sqlContacts = `SELECT u.user_id, u.name, u.email, u.title FROM dir_users u
-	WHERE u.clinic_id = $1 AND u.active AND u.user_id <> $2
-	  AND EXISTS (SELECT 1 FROM dir_users me WHERE me.clinic_id = $1 AND me.user_id = $2 AND me.active)
-	  AND EXISTS (SELECT 1 FROM dir_room_members a
-	      JOIN dir_room_members b ON b.clinic_id = a.clinic_id AND b.room_id = a.room_id
-	      WHERE a.clinic_id = $1 AND a.user_id = $2 AND b.user_id = u.user_id)
-	  AND ($3 = '' OR lower(u.name) LIKE $3 ESCAPE '\' OR lower(u.email) LIKE $3 ESCAPE '\')
-	ORDER BY lower(u.name), u.user_id
-	LIMIT $4`
-
-// Contacts returns the caller's address book: active users sharing a waiting room with them,
-// never themselves, whose name or email contains q (case-insensitive), by name.
-func (q *Queries) Contacts(ctx context.Context, clinicID, userID, search string, limit int) ([]Contact, error) {
-	rows, err := q.pool.Query(ctx, sqlContacts, clinicID, userID, likePattern(search), clampLimit(limit))
-	if err != nil {
-		return nil, fmt.Errorf("contacts: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Contact, error) {
-		var c Contact
-		err := r.Scan(&c.ID, &c.Name, &c.Email, &c.Title)
-		return c, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("contacts: %w", err)
-	}
-	if out == nil {
-		out = []Contact{}
-	}
-	return out, nil
 }
 
 // archivedExpr is the effective archived flag: archived by the member, and no message from
@@ -285,7 +237,7 @@ func (q *Queries) ListConversations(ctx context.Context, clinicID, userID string
 		}
 		at, afterID = &c.At, c.ID
 	}
-	rows, err := q.pool.Query(ctx, sqlListConversations, clinicID, userID, opt.Archived, likePattern(opt.Q), at, afterID, limit+1)
+	rows, err := q.pool.Query(ctx, sqlListConversations, clinicID, userID, opt.Archived, directory.LikePattern(opt.Q), at, afterID, limit+1)
 	if err != nil {
 		return ConversationPage{}, fmt.Errorf("list conversations: %w", err)
 	}
@@ -407,9 +359,9 @@ func addParticipant(s *Summary, p Participant, userID string) {
 	}
 }
 
-// withParticipants sets a summary's participants (all of one conversation, in join order) as
+// WithParticipants sets a summary's participants (all of one conversation, in join order) as
 // userID sees them.
-func withParticipants(s *Summary, parts []Participant, userID string) {
+func WithParticipants(s *Summary, parts []Participant, userID string) {
 	s.Participants = []ParticipantRef{}
 	for _, p := range parts {
 		addParticipant(s, p, userID)
@@ -420,11 +372,10 @@ const sqlCanSee = `SELECT EXISTS (SELECT 1 FROM inbox i
 	JOIN conversations c ON c.clinic_id = i.clinic_id AND c.conversation_id = i.conversation_id
 	WHERE i.clinic_id = $1 AND i.user_id = $2 AND i.conversation_id = $3 AND NOT c.deleted)`
 
-const visibleExpr = `EXISTS (SELECT 1 FROM visibility v
-	WHERE v.clinic_id = m.clinic_id AND v.conversation_id = m.conversation_id AND v.user_id = $3
-	  AND m.version >= v.from_version AND (v.to_version IS NULL OR m.version <= v.to_version))`
+// visibleExpr: message m is one the caller ($3) can see (visibleTo).
+var visibleExpr = visibleTo("$3", "m.version")
 
-const sqlMessages = `SELECT m.version, m.message_id, m.sender_id, m.kind, m.text,
+var sqlMessages = `SELECT m.version, m.message_id, m.sender_id, m.kind, m.text,
 		m.file_id, m.file_name, m.file_size, m.file_content_type, m.file_sha256,
 		m.system_event, m.system_actor_id, m.system_subject_id, m.sent_at
 	FROM messages m
@@ -432,7 +383,7 @@ const sqlMessages = `SELECT m.version, m.message_id, m.sender_id, m.kind, m.text
 	ORDER BY m.version DESC
 	LIMIT $5`
 
-const sqlMessageVersion = `SELECT m.version FROM messages m
+var sqlMessageVersion = `SELECT m.version FROM messages m
 	WHERE m.clinic_id = $1 AND m.conversation_id = $2 AND m.message_id = $4 AND ` + visibleExpr
 
 // Messages returns a page of the messages the caller can see, the newest before the cursor

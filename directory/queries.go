@@ -1,7 +1,3 @@
-// Package directory answers the administrators' directory lists (users, rooms, a room's
-// members) from the read model that the "directory" projection keeps (dir_* tables). Staff
-// reads of the same tables (contacts) stay in projections; these lists are the admin's view:
-// every user, active or not, every room, every member.
 package directory
 
 import (
@@ -23,11 +19,52 @@ var (
 	ErrBadCursor = errors.New("malformed cursor")
 )
 
-// Lists reads the directory for administrators. Every query is scoped by clinic.
-type Lists struct{ pool *pgxpool.Pool }
+// Queries reads the directory: the staff's address book and the administrators' lists. Every
+// query is scoped by clinic.
+type Queries struct{ pool *pgxpool.Pool }
 
-// New returns Lists over pool.
-func New(pool *pgxpool.Pool) *Lists { return &Lists{pool: pool} }
+// New returns the directory's queries over pool.
+func New(pool *pgxpool.Pool) *Queries { return &Queries{pool: pool} }
+
+// Contact is one entry of the address book.
+type Contact struct {
+	ID    string `json:"id"`
+	Name  string `json:"name"`
+	Email string `json:"email"`
+	Title string `json:"title"`
+}
+
+const sqlContacts = `SELECT u.user_id, u.name, u.email, u.title FROM dir_users u
+	WHERE u.clinic_id = $1 AND u.active AND u.user_id <> $2
+	  AND EXISTS (SELECT 1 FROM dir_users me WHERE me.clinic_id = $1 AND me.user_id = $2 AND me.active)
+	  AND EXISTS (SELECT 1 FROM dir_room_members a
+	      JOIN dir_room_members b ON b.clinic_id = a.clinic_id AND b.room_id = a.room_id
+	      WHERE a.clinic_id = $1 AND a.user_id = $2 AND b.user_id = u.user_id)
+	  AND ($3 = '' OR lower(u.name) LIKE $3 ESCAPE '\' OR lower(u.email) LIKE $3 ESCAPE '\')
+	ORDER BY lower(u.name), u.user_id
+	LIMIT $4`
+
+// Contacts returns the caller's address book: active users sharing a waiting room with them,
+// never themselves, whose name or email contains search (case-insensitive), by name, at most
+// limit (the API's page limit).
+func (l *Queries) Contacts(ctx context.Context, clinicID, userID, search string, limit int) ([]Contact, error) {
+	rows, err := l.pool.Query(ctx, sqlContacts, clinicID, userID, LikePattern(search), limit)
+	if err != nil {
+		return nil, fmt.Errorf("contacts: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Contact, error) {
+		var c Contact
+		err := r.Scan(&c.ID, &c.Name, &c.Email, &c.Title)
+		return c, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("contacts: %w", err)
+	}
+	if out == nil {
+		out = []Contact{}
+	}
+	return out, nil
+}
 
 // User is a row of the users list.
 type User struct {
@@ -100,9 +137,9 @@ func after(c *cursor) (name, id *string) {
 	return &c.Name, &c.ID
 }
 
-// likePattern turns a search string into a case-insensitive substring LIKE pattern ("" for
-// none), escaping LIKE's metacharacters (the contacts search does the same).
-func likePattern(q string) string {
+// LikePattern is the directory's search rule: it turns a search string into a case-insensitive
+// substring LIKE pattern ("" for none), escaping LIKE's metacharacters (use with ESCAPE '\').
+func LikePattern(q string) string {
 	q = strings.ToLower(strings.TrimSpace(q))
 	if q == "" {
 		return ""
@@ -119,13 +156,13 @@ const sqlUsers = `SELECT user_id, name, email, title, active, lower(name) FROM d
 
 // Users lists the clinic's users, active or not, whose name or email contains q
 // (case-insensitive), by name.
-func (l *Lists) Users(ctx context.Context, clinicID, q string, limit int, cur string) (Page[User], error) {
+func (l *Queries) Users(ctx context.Context, clinicID, q string, limit int, cur string) (Page[User], error) {
 	c, err := decodeCursor(cur)
 	if err != nil {
 		return Page[User]{}, err
 	}
 	name, id := after(c)
-	rows, err := l.pool.Query(ctx, sqlUsers, clinicID, likePattern(q), name, id, limit+1)
+	rows, err := l.pool.Query(ctx, sqlUsers, clinicID, LikePattern(q), name, id, limit+1)
 	if err != nil {
 		return Page[User]{}, fmt.Errorf("list users: %w", err)
 	}
@@ -148,7 +185,7 @@ const sqlRooms = `SELECT r.room_id, r.name, lower(r.name),
 	LIMIT $4`
 
 // Rooms lists the clinic's waiting rooms with their member counts, by name.
-func (l *Lists) Rooms(ctx context.Context, clinicID string, limit int, cur string) (Page[Room], error) {
+func (l *Queries) Rooms(ctx context.Context, clinicID string, limit int, cur string) (Page[Room], error) {
 	c, err := decodeCursor(cur)
 	if err != nil {
 		return Page[Room]{}, err
@@ -180,7 +217,7 @@ const sqlMembers = `SELECT m.user_id, coalesce(u.name, ''), coalesce(u.email, ''
 	LIMIT $5`
 
 // Members lists a room's members by name; ErrNotFound when the clinic has no such room.
-func (l *Lists) Members(ctx context.Context, clinicID, roomID string, limit int, cur string) (Page[Member], error) {
+func (l *Queries) Members(ctx context.Context, clinicID, roomID string, limit int, cur string) (Page[Member], error) {
 	c, err := decodeCursor(cur)
 	if err != nil {
 		return Page[Member]{}, err

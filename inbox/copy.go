@@ -1,4 +1,4 @@
-package projections
+package inbox
 
 import (
 	"bytes"
@@ -49,9 +49,9 @@ func (d *copyData) send(ctx context.Context, conn *pgx.Conn, table string, colum
 	d.buf = binary.BigEndian.AppendUint16(d.buf, 0xffff) // trailer
 	cols := make([]string, len(columns))
 	for i, c := range columns {
-		cols[i] = ident(c)
+		cols[i] = pgx.Identifier{c}.Sanitize()
 	}
-	sql := `COPY ` + ident(table) + ` (` + strings.Join(cols, ", ") + `) FROM STDIN (FORMAT binary)`
+	sql := `COPY ` + pgx.Identifier{table}.Sanitize() + ` (` + strings.Join(cols, ", ") + `) FROM STDIN (FORMAT binary)`
 	if _, err := conn.PgConn().CopyFrom(ctx, bytes.NewReader(d.buf), sql); err != nil {
 		return fmt.Errorf("copy %s: %w", table, err)
 	}

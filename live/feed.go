@@ -1,12 +1,3 @@
-// Package live carries per-user live updates to connected clients (GET /v1/stream).
-//
-// Projectors append entries to a user's feed inside the transaction that updated the read
-// models (AppendAll), then, after commit, publish them on the user's core NATS subject
-// huddle.live.<clinic>.<user> (Notifier.Deliver). Each server instance holds one NATS
-// subscription for all of them (Hub) and hands the entries to that user's streams, which write
-// them when they follow on from the last sequence sent and read the feed otherwise (a lost or
-// reordered ping, an entry too large to push). A reconnect with Last-Event-ID resumes from the feed: no
-// loss and no duplicates within the retention window; older than that, the client gets reset.
 package live
 
 import (

@@ -1,16 +1,22 @@
-package projections
+package directory_test
 
 import (
 	"testing"
 
+	"github.com/huddle-chat/huddle/directory"
+	"github.com/huddle-chat/huddle/internal/projtest"
+	"github.com/huddle-chat/huddle/internal/testenv"
+
 	"github.com/huddle-chat/huddle/domain"
 )
 
+func TestMain(m *testing.M) { testenv.Main(m) }
+
 func TestContacts_AddressBookSearchAndDeactivation(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	e := projtest.New(t)
 	dir := domain.DirectoryStream("c1")
-	evs := e.appendEvents("c1", "admin", dir,
+	evs := e.AppendEvents("c1", "admin", dir,
 		domain.UserProfileSet{UserID: "me", Name: "Me Myself", Email: "me@clinic.test"},
 		domain.UserProfileSet{UserID: "a", Name: "Ana Smith", Email: "ana@clinic.test", Title: "MD"},
 		domain.UserProfileSet{UserID: "b", Name: "Ben 100%_Jones", Email: "ben@lab.test"},
@@ -25,10 +31,10 @@ func TestContacts_AddressBookSearchAndDeactivation(t *testing.T) {
 		domain.RoomMemberAdded{RoomID: "r1", UserID: "d"},
 		domain.UserDeactivated{UserID: "d"},
 	)
-	e.deliver(evs[len(evs)-1])
-	e.run()
-	e.settle()
-	q := NewQueries(e.pool)
+	e.Deliver(evs[len(evs)-1])
+	e.Run()
+	e.Settle()
+	q := directory.New(e.Pool)
 	cases := []struct {
 		q    string
 		want []string
@@ -43,7 +49,7 @@ func TestContacts_AddressBookSearchAndDeactivation(t *testing.T) {
 		{"dan", nil},
 	}
 	for _, tc := range cases {
-		got, err := q.Contacts(e.ctx, "c1", "me", tc.q, 100)
+		got, err := q.Contacts(e.Ctx, "c1", "me", tc.q, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -56,7 +62,7 @@ func TestContacts_AddressBookSearchAndDeactivation(t *testing.T) {
 		}
 	}
 	// Another clinic sees nothing of this one.
-	if got, _ := q.Contacts(e.ctx, "c2", "me", "", 100); len(got) != 0 {
+	if got, _ := q.Contacts(e.Ctx, "c2", "me", "", 100); len(got) != 0 {
 		t.Errorf("clinic c2 sees %v", got)
 	}
 }

@@ -1,14 +1,18 @@
-package projections
+package directory
 
 import (
 	"github.com/huddle-chat/huddle/domain"
 	"github.com/huddle-chat/huddle/eventstore"
+	"github.com/huddle-chat/huddle/projections"
 )
 
-// The directory projection: users, waiting rooms and room membership. The address book is not
+// Name is the read model's name.
+const Name = "directory"
+
+// The directory read model: users, waiting rooms and room membership. The address book is not
 // stored: it is a join over room membership at query time (rooms are small), so a room change
 // never rewrites anyone's contact rows.
-var directoryTables = []string{"dir_users", "dir_rooms", "dir_room_members"}
+var tables = []string{"dir_users", "dir_rooms", "dir_room_members"}
 
 const (
 	sqlUserSet = `INSERT INTO dir_users (clinic_id, user_id, name, email, title, active)
@@ -23,29 +27,24 @@ const (
 	sqlRoomMemberRemoved = `DELETE FROM dir_room_members WHERE clinic_id = $1 AND room_id = $2 AND user_id = $3`
 )
 
-func clinicOf(e eventstore.RecordedEvent) string {
-	if e.Metadata.ClinicID != "" {
-		return e.Metadata.ClinicID
-	}
-	if e.Category() == domain.CategoryDirectory {
-		return streamSuffix(e)
-	}
-	return ""
+// ReadModel returns the directory read model for the engine.
+func ReadModel() *projections.ReadModel {
+	return &projections.ReadModel{Name: Name, Categories: []string{domain.CategoryDirectory}, Tables: tables, Apply: apply}
 }
 
-func applyDirectory(b *stmts, e eventstore.RecordedEvent, ev domain.Event) error {
-	clinic := clinicOf(e)
+func apply(b *projections.Batch, e eventstore.RecordedEvent, ev domain.Event) error {
+	clinic := projections.ClinicOf(e)
 	switch v := ev.(type) {
 	case domain.UserProfileSet:
-		b.add(sqlUserSet, clinic, v.UserID, v.Name, v.Email, v.Title)
+		b.Add(sqlUserSet, clinic, v.UserID, v.Name, v.Email, v.Title)
 	case domain.UserDeactivated:
-		b.add(sqlUserDeactivated, clinic, v.UserID)
+		b.Add(sqlUserDeactivated, clinic, v.UserID)
 	case domain.RoomNamed:
-		b.add(sqlRoomNamed, clinic, v.RoomID, v.Name)
+		b.Add(sqlRoomNamed, clinic, v.RoomID, v.Name)
 	case domain.RoomMemberAdded:
-		b.add(sqlRoomMemberAdded, clinic, v.RoomID, v.UserID)
+		b.Add(sqlRoomMemberAdded, clinic, v.RoomID, v.UserID)
 	case domain.RoomMemberRemoved:
-		b.add(sqlRoomMemberRemoved, clinic, v.RoomID, v.UserID)
+		b.Add(sqlRoomMemberRemoved, clinic, v.RoomID, v.UserID)
 	}
 	return nil
 }

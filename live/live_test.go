@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/huddle-chat/huddle/internal/live"
 	"github.com/huddle-chat/huddle/internal/testenv"
+	"github.com/huddle-chat/huddle/live"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

@@ -1,4 +1,4 @@
-package projections
+package inbox
 
 import (
 	"time"
@@ -6,9 +6,13 @@ import (
 
 	"github.com/huddle-chat/huddle/domain"
 	"github.com/huddle-chat/huddle/eventstore"
+	"github.com/huddle-chat/huddle/projections"
 )
 
-// The inbox projection: conversations, participants, visibility windows, messages, one inbox
+// Name is the read model's name.
+const Name = "inbox"
+
+// The inbox read model: conversations, participants, visibility windows, messages, one inbox
 // row per user and conversation, and each user's own choices (member_prefs).
 //
 // Conversation events and member events come from different streams, so their relative
@@ -23,10 +27,13 @@ import (
 //     (inbox.unarchive_position) and compared with the archive's position at query time, so an
 //     archive and a message give the same answer in either order.
 //
-//   - whether the conversation was muted when a message arrived (domain.ShouldUnarchiveOnMessage's
-//     muted argument) is read from the member's mute toggle positions, not from the current
-//     flag, and a late mute toggle recomputes unarchive_position from the messages.
-var inboxTables = []string{"conversations", "participants", "visibility", "messages", "inbox", "member_prefs"}
+//   - whether the conversation was muted when a message arrived is read from the member's mute
+//     toggle positions, not from the current flag, and a late mute toggle recomputes
+//     unarchive_position from the messages.
+//
+// Each derived rule (visibility, counting, muted at that moment, unread, unarchive) is stated
+// once, its SQL beside the Go twin a rebuild's load uses, in rules.go.
+var tables = []string{"conversations", "participants", "visibility", "messages", "inbox", "member_prefs"}
 
 const previewRunes = 120
 
@@ -49,29 +56,6 @@ const (
 		file_id, file_name, file_size, file_content_type, file_sha256,
 		system_event, system_actor_id, system_subject_id, sent_at, position)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`
-
-	// mutedAt*: was the conversation muted for inbox row i's user when the event at that global
-	// position happened? The latest mute (+) or unmute (-) toggle before it decides.
-	mutedAtHead = `coalesce((SELECT t > 0 FROM member_prefs p, unnest(p.mute_toggles) AS t
-		WHERE p.clinic_id = i.clinic_id AND p.user_id = i.user_id AND p.conversation_id = i.conversation_id
-		  AND abs(t) < `
-	mutedAtTail    = ` ORDER BY abs(t) DESC LIMIT 1), false)`
-	mutedAtFanOut  = mutedAtHead + `$9` + mutedAtTail
-	mutedAtMessage = mutedAtHead + `m.position` + mutedAtTail
-
-	// sqlFanOut updates every active member's inbox row for a new message in one statement.
-	// $7 says whether the message counts (text or file: unread, unarchive); it counts for
-	// everyone but the sender whose read marker is before it.
-	sqlFanOut = `UPDATE inbox i SET
-		last_message_id = $3, last_message_sender_id = $4, last_message_preview = $5,
-		last_message_at = $6, last_activity_at = greatest(i.last_activity_at, $6),
-		unread_count = i.unread_count + CASE WHEN $7 AND i.user_id <> $4 AND $8 > coalesce(
-			(SELECT p.read_version FROM member_prefs p
-			 WHERE p.clinic_id = i.clinic_id AND p.user_id = i.user_id AND p.conversation_id = i.conversation_id), 0)
-			THEN 1 ELSE 0 END,
-		unarchive_position = CASE WHEN $7 AND i.user_id <> $4 AND NOT ` + mutedAtFanOut + `
-			THEN greatest(i.unarchive_position, $9) ELSE i.unarchive_position END
-		WHERE i.clinic_id = $1 AND i.conversation_id = $2 AND i.membership = 'active'`
 
 	sqlParticipantAdded = `INSERT INTO participants (clinic_id, conversation_id, user_id, role, state, join_order, joined_version)
 		VALUES ($1, $2, $3, 'member', 'active',
@@ -102,18 +86,6 @@ const (
 		VALUES ($1, $2, $3, $4, ARRAY[CASE WHEN $4 THEN $5::bigint ELSE -$5::bigint END])
 		ON CONFLICT (clinic_id, user_id, conversation_id) DO UPDATE
 		SET muted = EXCLUDED.muted, mute_toggles = member_prefs.mute_toggles || EXCLUDED.mute_toggles`
-	// sqlRecountUnarchive recomputes unarchive_position after a mute toggle (which may have
-	// been applied after messages that came later in the store): the latest visible message
-	// from someone else that arrived while not muted.
-	sqlRecountUnarchive = `UPDATE inbox i SET unarchive_position = coalesce((
-			SELECT max(m.position) FROM messages m
-			WHERE m.clinic_id = i.clinic_id AND m.conversation_id = i.conversation_id
-			  AND m.kind <> 'system' AND m.sender_id <> i.user_id
-			  AND EXISTS (SELECT 1 FROM visibility v
-			      WHERE v.clinic_id = m.clinic_id AND v.conversation_id = m.conversation_id AND v.user_id = i.user_id
-			        AND m.version >= v.from_version AND (v.to_version IS NULL OR m.version <= v.to_version))
-			  AND NOT ` + mutedAtMessage + `), 0)
-		WHERE i.clinic_id = $1 AND i.user_id = $2 AND i.conversation_id = $3`
 	sqlPrefArchived = `INSERT INTO member_prefs (clinic_id, user_id, conversation_id, archived, archived_position)
 		VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (clinic_id, user_id, conversation_id) DO UPDATE
@@ -121,21 +93,58 @@ const (
 		    archived_position = CASE WHEN EXCLUDED.archived THEN EXCLUDED.archived_position ELSE member_prefs.archived_position END`
 	sqlPrefRead = `INSERT INTO member_prefs (clinic_id, user_id, conversation_id, read_version) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (clinic_id, user_id, conversation_id) DO UPDATE SET read_version = EXCLUDED.read_version`
-	// sqlRecountUnread recomputes one user's unread count after their read marker moved: text
-	// and file messages from others after the marker, inside the user's visibility windows.
-	sqlRecountUnread = `UPDATE inbox i SET unread_count = (
-			SELECT count(*) FROM messages m
-			WHERE m.clinic_id = i.clinic_id AND m.conversation_id = i.conversation_id
-			  AND m.version > $4 AND m.kind <> 'system' AND m.sender_id <> i.user_id
-			  AND EXISTS (SELECT 1 FROM visibility v
-			      WHERE v.clinic_id = m.clinic_id AND v.conversation_id = m.conversation_id AND v.user_id = i.user_id
-			        AND m.version >= v.from_version AND (v.to_version IS NULL OR m.version <= v.to_version)))
-		WHERE i.clinic_id = $1 AND i.user_id = $2 AND i.conversation_id = $3`
 )
 
-func applyInbox(b *stmts, e eventstore.RecordedEvent, ev domain.Event) error {
-	clinic := clinicOf(e)
-	id := streamSuffix(e)
+// ReadModel returns the inbox read model for the engine; after runs after each live batch (the
+// live feed's writer).
+func ReadModel(after ...projections.AfterApply) *projections.ReadModel {
+	return &projections.ReadModel{
+		Name:       Name,
+		Categories: []string{domain.CategoryConversation, domain.CategoryMember},
+		Tables:     tables,
+		Apply: func(b *projections.Batch, e eventstore.RecordedEvent, ev domain.Event) error {
+			return apply(&writer{b: b}, e, ev)
+		},
+		NewLoad: func() projections.BulkLoad { return newBulk() },
+		Copied:  []string{"messages"},
+		Derived: []string{"visibility", "inbox", "member_prefs"},
+		After:   after,
+	}
+}
+
+// writer queues an event's statements (live) or, during a rebuild's load, does what they do to
+// the load's memory and COPY rows (the twins below).
+type writer struct {
+	b    *projections.Batch
+	load *bulk
+}
+
+func (w *writer) add(sql string, args ...any) { w.b.Add(sql, args...) }
+
+// derived queues a statement that maintains data derivable from the base tables; a load
+// computes that data once at the end instead (bulk.Finish).
+func (w *writer) derived(sql string, args ...any) {
+	if w.load == nil {
+		w.b.Add(sql, args...)
+	}
+}
+
+// message inserts a message row; a load collects it for COPY.
+func (w *writer) message(m messageRow) {
+	if w.load != nil {
+		w.load.messages = append(w.load.messages, m)
+		w.load.inbox.message(&m)
+		return
+	}
+	w.b.Add(sqlInsertMessage, m.values()...)
+}
+
+func apply(b *writer, e eventstore.RecordedEvent, ev domain.Event) error {
+	clinic := projections.ClinicOf(e)
+	id := projections.StreamSuffix(e.StreamID)
+	if e.Category() == domain.CategoryMember {
+		id = domain.MemberStreamUser(e.StreamID, clinic) // member-<clinic>.<user>, or legacy member-<user> (ADR 0013)
+	}
 	at := e.RecordedAt.UTC()
 	v := e.StreamVersion
 	switch x := ev.(type) {
@@ -198,7 +207,7 @@ func applyInbox(b *stmts, e eventstore.RecordedEvent, ev domain.Event) error {
 // and inbox rows. During a load, a stream's first event is collected with the batch's other
 // starts and COPYed ahead of the batch's statements (copyStarts): only the conversation's own
 // later events touch those rows, and they follow it.
-func (s *stmts) conversationStarted(clinic, id string, v int64, x domain.ConversationStarted, at time.Time) {
+func (s *writer) conversationStarted(clinic, id string, v int64, x domain.ConversationStarted, at time.Time) {
 	if s.load == nil {
 		s.add(sqlConvStarted, clinic, id, x.Kind, x.Title, x.OwnerID, x.StartedBy, at)
 		s.add(sqlConvParticipants, clinic, id, x.OwnerID, v, x.ParticipantIDs)
@@ -222,7 +231,7 @@ func (s *stmts) conversationStarted(clinic, id string, v int64, x domain.Convers
 }
 
 // visibilityOpen opens a visibility window at version v (sqlVisibilityOpen).
-func (s *stmts) visibilityOpen(k inboxKey, v int64) {
+func (s *writer) visibilityOpen(k inboxKey, v int64) {
 	if s.load != nil {
 		s.load.inbox.openWindow(k, v)
 		return
@@ -231,7 +240,7 @@ func (s *stmts) visibilityOpen(k inboxKey, v int64) {
 }
 
 // visibilityClose closes the open windows at version v (sqlVisibilityClose).
-func (s *stmts) visibilityClose(k inboxKey, v int64) {
+func (s *writer) visibilityClose(k inboxKey, v int64) {
 	if s.load != nil {
 		ws := s.load.inbox.windows[k]
 		for i := range ws {
@@ -245,7 +254,7 @@ func (s *stmts) visibilityClose(k inboxKey, v int64) {
 }
 
 // inboxJoin makes the inbox row active, its activity at least at (sqlInboxJoin).
-func (s *stmts) inboxJoin(k inboxKey, at time.Time) {
+func (s *writer) inboxJoin(k inboxKey, at time.Time) {
 	if s.load != nil {
 		r := s.load.inbox.rows[k]
 		if r == nil {
@@ -262,7 +271,7 @@ func (s *stmts) inboxJoin(k inboxKey, at time.Time) {
 }
 
 // inboxGone sets an existing inbox row's membership (sqlInboxGone).
-func (s *stmts) inboxGone(k inboxKey, membership string) {
+func (s *writer) inboxGone(k inboxKey, membership string) {
 	if s.load != nil {
 		if r := s.load.inbox.rows[k]; r != nil {
 			r.membership = membership
@@ -273,7 +282,7 @@ func (s *stmts) inboxGone(k inboxKey, membership string) {
 }
 
 // prefMuted records a mute or unmute at global position pos (sqlPrefMuted).
-func (s *stmts) prefMuted(k inboxKey, muted bool, pos int64) {
+func (s *writer) prefMuted(k inboxKey, muted bool, pos int64) {
 	if s.load != nil {
 		p, _ := s.load.inbox.pref(k)
 		p.muted = muted
@@ -290,7 +299,7 @@ func (s *stmts) prefMuted(k inboxKey, muted bool, pos int64) {
 
 // prefArchived records an archive or unarchive at global position pos (sqlPrefArchived: a new
 // row takes the position either way, an existing one only from an archive).
-func (s *stmts) prefArchived(k inboxKey, archived bool, pos int64) {
+func (s *writer) prefArchived(k inboxKey, archived bool, pos int64) {
 	if s.load != nil {
 		p, created := s.load.inbox.pref(k)
 		p.archived = archived
@@ -303,7 +312,7 @@ func (s *stmts) prefArchived(k inboxKey, archived bool, pos int64) {
 }
 
 // prefRead moves the read marker (sqlPrefRead).
-func (s *stmts) prefRead(k inboxKey, version int64) {
+func (s *writer) prefRead(k inboxKey, version int64) {
 	if s.load != nil {
 		p, _ := s.load.inbox.pref(k)
 		p.read = version
@@ -317,7 +326,7 @@ func (s *stmts) prefRead(k inboxKey, version int64) {
 // the audit replay uses the same rule) and shows it as every active member's last message. It
 // never counts as unread. Its id is domain.MessageID like every message's, so a read marker
 // can name it ("read up to here") and auditors' replays name it the same way.
-func systemMessage(b *stmts, e eventstore.RecordedEvent, clinic, conv string, ev domain.Event) {
+func systemMessage(b *writer, e eventstore.RecordedEvent, clinic, conv string, ev domain.Event) {
 	sys, ok := domain.SystemMessageOf(ev)
 	if !ok {
 		return

@@ -1,0 +1,23 @@
+package live
+
+import "github.com/huddle-chat/huddle/inbox"
+
+// The bodies of the stream's events (API.md, GET /v1/stream). A `conversation` entry carries an
+// inbox.Summary and an `unread` entry an inbox.Unread, as the read endpoints answer them.
+
+// MessageBody is the body of a `message` entry: a message plus its conversation and whether the
+// client should pop up and play a sound.
+type MessageBody struct {
+	inbox.Message
+	ConversationID string `json:"conversation_id"`
+	Notify         bool   `json:"notify"`
+}
+
+// RemovedBody is the body of a `removed` entry: a conversation left the list (deleted).
+type RemovedBody struct {
+	ConversationID string `json:"conversation_id"`
+}
+
+// ResetBody is the body of the `reset` event a stream sends when it cannot resume from the
+// client's Last-Event-ID.
+var ResetBody = []byte(`{"reason":"the stream cannot resume from Last-Event-ID; refetch your state"}`)
