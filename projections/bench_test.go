@@ -100,7 +100,7 @@ func generateStore(tb testing.TB, ctx context.Context, store *eventstore.Store, 
 		appendAll(domain.ConversationStream(id), ps[0], evs)
 	}
 	for u, evs := range member {
-		appendAll(domain.MemberStream(u), u, evs)
+		appendAll(domain.MemberStream(clinic, u), u, evs)
 	}
 	return users, total
 }

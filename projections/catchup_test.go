@@ -46,7 +46,7 @@ func TestCrash_CommittedEventsAppliedWithin2sOfRestart(t *testing.T) {
 	}
 	// Written while no engine runs.
 	e.AppendEvents("c1", "u3", domain.ConversationStream("g1"), domain.MessageSent{MessageID: "m5", SenderID: "u3", Text: "while down"})
-	e.AppendEvents("c1", "u1", domain.MemberStream("u1"), domain.ConversationMuted{ConversationID: "g1"})
+	e.AppendEvents("c1", "u1", domain.MemberStream("c1", "u1"), domain.ConversationMuted{ConversationID: "g1"})
 	if n := e.Count(`SELECT count(*) FROM messages WHERE conversation_id = 'g1'`); n != 0 {
 		t.Fatalf("%d messages applied before the kill, want the whole first append rolled back", n)
 	}
@@ -58,7 +58,7 @@ func TestCrash_CommittedEventsAppliedWithin2sOfRestart(t *testing.T) {
 	e.Run()
 	ctx, cancel := context.WithDeadline(e.Ctx, start.Add(2*time.Second))
 	defer cancel()
-	for stream, v := range map[string]int64{domain.ConversationStream("g1"): 8, domain.MemberStream("u2"): 2, domain.MemberStream("u1"): 1} {
+	for stream, v := range map[string]int64{domain.ConversationStream("g1"): 8, domain.MemberStream("c1", "u2"): 2, domain.MemberStream("c1", "u1"): 1} {
 		if err := e.Engine.WaitFor(ctx, stream, v); err != nil {
 			t.Fatalf("%s@%d not applied within 2 s of the restart (%v): %v", stream, v, time.Since(start), err)
 		}
