@@ -159,6 +159,21 @@ func TestStream_EndStreamsClosesParkedStreamsAndRefusesNewOnes(t *testing.T) {
 	}
 }
 
+// allIdle reports whether no parked stream is draining.
+func allIdle(s *Server) bool {
+	s.parked.mu.Lock()
+	defer s.parked.mu.Unlock()
+	for p := range s.parked.open {
+		p.mu.Lock()
+		running := p.running
+		p.mu.Unlock()
+		if running {
+			return false
+		}
+	}
+	return true
+}
+
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -176,7 +191,8 @@ func TestStream_ParkedStreamWritesPushedEntriesAndReadsTheFeedOnAGap(t *testing.
 	c, r := open("fay")
 	defer c.Close()
 	readUntil(t, c, r, "retry: 3000")
-	waitFor(t, func() bool { return s.parked.Len() == 1 })
+	// Parked and done with its first feed read, which would otherwise pick up entry 1 itself.
+	waitFor(t, func() bool { return s.parked.Len() == 1 && allIdle(s) })
 	ctx := context.Background()
 	fay := live.Target{ClinicID: "c1", UserID: "fay"}
 	store := func(n int) {

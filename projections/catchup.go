@@ -61,6 +61,7 @@ func readerKey(projection string) int64 { return lockKey("reader:" + projection)
 func (a *applier) run(ctx context.Context) {
 	fails := 0
 	for ctx.Err() == nil {
+		a.runExpedites(ctx)
 		n, err := a.step(ctx, false)
 		var slow *errSlow
 		if errors.As(err, &slow) && ctx.Err() == nil {
@@ -125,19 +126,9 @@ func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // no-op after commit
 
-	// One round trip: the reader's lock; the projection's lock shared (a rebuild's swap takes
-	// it exclusively, and its cursor is read after the swap committed); cursor and watermark.
-	pre := &pgx.Batch{}
 	var got bool
-	// A projection's commit need not wait for the WAL flush: its cursor commits with what it
-	// applied, so a Postgres crash that loses the last few hundred milliseconds of them loses
-	// both, and the reader applies those events again from the store (which did wait). On a
-	// durable cluster that leaves the fsyncs to the appends, which need them.
-	pre.Queue(`SET LOCAL synchronous_commit TO off`)
-	pre.Queue(sqlTryReader, readerKey(p.Name)).QueryRow(func(r pgx.Row) error { return r.Scan(&got) })
-	pre.Queue(sqlLockProjectionShared, lockKey(p.Name))
 	var cur, mark eventstore.Checkpoint
-	eventstore.QueueLoadCheckpoints(pre, []string{cursorPrefix + p.Name, watermarkPrefix + p.Name}, func(name string, cp eventstore.Checkpoint) {
+	pre := newLockBatch(p, &got, func(name string, cp eventstore.Checkpoint) {
 		if name == cursorPrefix+p.Name {
 			cur = cp
 		} else {
@@ -222,18 +213,7 @@ func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 		return 0, fmt.Errorf("commit: %w", err)
 	}
 
-	for _, r := range results {
-		for _, f := range r.commits {
-			f()
-		}
-		e.m.applied.WithLabelValues(p.Name).Add(float64(len(r.events)))
-		if r.dups > 0 {
-			e.m.duplicates.WithLabelValues(p.Name).Add(float64(r.dups))
-		}
-		for s, last := range r.last {
-			e.waiters.notify(p.Name, s, last.StreamVersion)
-		}
-	}
+	a.afterCommit(results)
 	if mark == cur && !deferred {
 		e.marks.raise(p.Name, next)
 	}
@@ -255,6 +235,40 @@ func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 		}
 	}
 	return passed, nil
+}
+
+// newLockBatch is one round trip opening a reader's transaction: the reader's lock (got); the
+// projection's lock shared (a rebuild's swap takes it exclusively, and its cursor is read after
+// the swap committed); the cursor and the watermark (loaded).
+func newLockBatch(p *ReadModel, got *bool, loaded func(name string, cp eventstore.Checkpoint)) *pgx.Batch {
+	pre := &pgx.Batch{}
+	// A projection's commit need not wait for the WAL flush: its cursor commits with what it
+	// applied, so a Postgres crash that loses the last few hundred milliseconds of them loses
+	// both, and the reader applies those events again from the store (which did wait). On a
+	// durable cluster that leaves the fsyncs to the appends, which need them.
+	pre.Queue(`SET LOCAL synchronous_commit TO off`)
+	pre.Queue(sqlTryReader, readerKey(p.Name)).QueryRow(func(r pgx.Row) error { return r.Scan(got) })
+	pre.Queue(sqlLockProjectionShared, lockKey(p.Name))
+	eventstore.QueueLoadCheckpoints(pre, []string{cursorPrefix + p.Name, watermarkPrefix + p.Name}, loaded)
+	return pre
+}
+
+// afterCommit runs what applying results left for after the commit (the live pushes), counts
+// them, and wakes the read-your-writes waiters of their streams.
+func (a *applier) afterCommit(results []applied) {
+	e, p := a.e, a.p
+	for _, r := range results {
+		for _, f := range r.commits {
+			f()
+		}
+		e.m.applied.WithLabelValues(p.Name).Add(float64(len(r.events)))
+		if r.dups > 0 {
+			e.m.duplicates.WithLabelValues(p.Name).Add(float64(r.dups))
+		}
+		for s, last := range r.last {
+			e.waiters.notify(p.Name, s, last.StreamVersion)
+		}
+	}
 }
 
 // applyEach applies evs one at a time, each in a savepoint. A failing event defers the rest of

@@ -3,6 +3,7 @@ package projections_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -169,4 +170,48 @@ func TestWake_OwnAppendsAreAppliedWithoutNATSOrPolling(t *testing.T) {
 	if n := e.Count(`SELECT count(*) FROM messages WHERE conversation_id = 'd1'`); n != 1 {
 		t.Errorf("%d messages applied, want 1", n)
 	}
+}
+
+// A backlog in one clinic does not hold up another clinic's read-your-writes: the reader applies
+// the waiting clinic's events ahead of its order (expedite.go). Clinic cA's 1,500 messages are
+// applied slowly (4 ms each, batches of 100); cB's message, written after them, is readable
+// while most of cA's backlog is still waiting.
+func TestExpedite_OneClinicsBacklogDoesNotDelayAnothersReads(t *testing.T) {
+	t.Parallel()
+	e := projtest.New(t)
+	e.Engine.BatchSize = 100
+	projections.SetApplyHook(e.Engine, func(_ string, ev eventstore.RecordedEvent) error {
+		if ev.Metadata.ClinicID == "cA" {
+			time.Sleep(4 * time.Millisecond)
+		}
+		return nil
+	})
+	const backlog = 1500
+	evs := []domain.Event{domain.ConversationStarted{ConversationID: "ga", Kind: domain.KindGroup, Title: "Busy", OwnerID: "a1", StartedBy: "a1", ParticipantIDs: []string{"a1", "a2"}}}
+	for i := range backlog - 1 {
+		evs = append(evs, domain.MessageSent{MessageID: fmt.Sprintf("ma%d", i), SenderID: "a1", Text: "burst"})
+	}
+	e.AppendEvents("cA", "a1", domain.ConversationStream("ga"), evs...)
+	e.Run()
+	b := e.AppendEvents("cB", "b1", domain.ConversationStream("gb"),
+		domain.ConversationStarted{ConversationID: "gb", Kind: domain.KindGroup, Title: "Quiet", OwnerID: "b1", StartedBy: "b1", ParticipantIDs: []string{"b1", "b2"}},
+		domain.MessageSent{MessageID: "mb", SenderID: "b1", Text: "urgent question"})
+	ctx, cancel := context.WithTimeout(e.Ctx, 30*time.Second)
+	defer cancel()
+	if err := e.Engine.WaitForClinic(ctx, "cB", eventstore.CheckpointOf(b[len(b)-1])); err != nil {
+		t.Fatal(err)
+	}
+	applied := e.Count(`SELECT count(*) FROM messages WHERE conversation_id = 'ga'`)
+	if got := e.Count(`SELECT count(*) FROM messages WHERE conversation_id = 'gb'`); got != 1 {
+		t.Fatalf("cB's read returned with %d of its messages applied, want 1", got)
+	}
+	if applied >= backlog-1 {
+		t.Errorf("cB's read waited for cA's whole backlog (%d of %d applied)", applied, backlog-1)
+	}
+	// The reader still gets through cA's backlog, skipping cB's events as applied.
+	e.Settle()
+	if n := e.Count(`SELECT count(*) FROM messages WHERE conversation_id = 'ga'`); n != backlog-1 {
+		t.Errorf("%d of cA's messages applied after settling, want %d", n, backlog-1)
+	}
+	e.RequireSameAsRebuild()
 }

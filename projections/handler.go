@@ -18,6 +18,8 @@ type applier struct {
 	e    *Engine
 	p    *ReadModel
 	wake chan struct{}
+	// expedites are the clinics whose reads wait (expedite.go).
+	expedites expediteQueue
 
 	mu      sync.Mutex
 	cursor  eventstore.Checkpoint

@@ -13,6 +13,7 @@ import (
 
 type metrics struct {
 	applied, duplicates, poison, foreign *prometheus.CounterVec
+	expedited                            *prometheus.CounterVec
 	position, lagEvents, lagSeconds      *prometheus.GaugeVec
 	watermark                            *prometheus.GaugeVec
 }
@@ -25,6 +26,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Deliveries skipped because their stream version was already applied."}, []string{"projection"}),
 		poison: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "huddle_projection_poison_total",
 			Help: "Events skipped after repeated non-transient failures (see projection_poison)."}, []string{"projection"}),
+		expedited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "huddle_projection_expedited_events_total",
+			Help: "Events applied ahead of the reader's order because a read of their clinic waited (expedite.go)."}, []string{"projection"}),
 		foreign: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "huddle_projection_foreign_messages_total",
 			Help: "Messages on huddle.events.> naming no event the store holds (forged, or another store's), or undecodable; ignored."}, []string{"projection"}),
 		position: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "huddle_projection_position",
@@ -41,6 +44,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.duplicates = sharedmetrics.Register(reg, m.duplicates)
 	m.poison = sharedmetrics.Register(reg, m.poison)
 	m.foreign = sharedmetrics.Register(reg, m.foreign)
+	m.expedited = sharedmetrics.Register(reg, m.expedited)
 	m.position = sharedmetrics.Register(reg, m.position)
 	m.lagEvents = sharedmetrics.Register(reg, m.lagEvents)
 	m.lagSeconds = sharedmetrics.Register(reg, m.lagSeconds)

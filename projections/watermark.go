@@ -132,6 +132,9 @@ func (e *Engine) WaitForClinic(ctx context.Context, clinic string, at eventstore
 				if e.marks.passed(p.Name, clinic, at) {
 					break
 				}
+				// Not applied yet: ask the reader to apply this clinic's events first, in case
+				// another clinic's backlog is ahead of them (expedite.go).
+				e.expedite(p, clinic, at)
 			}
 			t := time.NewTimer(backoff)
 			select {
