@@ -306,3 +306,21 @@ func TestReminders_ContinueAcrossARestart(t *testing.T) {
 		t.Fatalf("reminders across the restart (%d before it): %v, want 1..%d once each", fired, got, max)
 	}
 }
+
+// HUDDLE_URGENT_REMIND_MAX=0 turns reminders off: the instance runs no scheduler.
+func TestReminders_OffWhenTheMaxIsZero(t *testing.T) {
+	_, dbURL := testenv.Postgres(t)
+	broker := testenv.NATS(t)
+	in := startReminding(t, dbURL, broker.ClientURL(), 100*time.Millisecond, 0)
+	if in.app.Reminders != nil {
+		t.Fatal("a scheduler runs with HUDDLE_URGENT_REMIND_MAX=0")
+	}
+	g, logs := remindingGroup(in.scenario)
+	urgent := in.must(in.do("POST", "/v1/conversations/"+g+"/messages", in.token("ann", api.RoleStaff), map[string]any{"text": "now", "priority": "urgent"}), 201, "").str("id")
+	in.must(in.do("GET", "/v1/conversations/"+g+"/messages", in.token("bob", api.RoleStaff), nil), 200, "")
+	time.Sleep(time.Second) // ten intervals
+	logs["bob"].caughtUp(t, in, "bob")
+	if got := logs["bob"].of(urgent); len(got) != 0 {
+		t.Fatalf("reminders with the limit at 0: %v", got)
+	}
+}
