@@ -21,3 +21,14 @@ type RemovedBody struct {
 // ResetBody is the body of the `reset` event a stream sends when it cannot resume from the
 // client's Last-Event-ID.
 var ResetBody = []byte(`{"reason":"the stream cannot resume from Last-Event-ID; refetch your state"}`)
+
+// KindReminder is the entry the reminders scheduler appends while an urgent message waits for
+// the user's acknowledgement (API-v1.1 "Clinical messaging").
+const KindReminder = "reminder"
+
+// ReminderBody is the body of a `reminder` entry: the count-th reminder of the message.
+type ReminderBody struct {
+	ConversationID string `json:"conversation_id"`
+	MessageID      string `json:"message_id"`
+	Count          int    `json:"count"`
+}
