@@ -78,7 +78,7 @@ type inboxLoad struct {
 	rows    map[inboxKey]*inboxRow
 	prefs   map[inboxKey]*memberPref
 	convs   map[convKey]*convMessages
-	senders map[string]int32 // user id → index, so a message keeps 4 bytes for its sender
+	senders map[string]int32             // user id → index, so a message keeps 4 bytes for its sender
 	edits   map[messageKey]messageChange // the latest edit of each edited message
 	recalls map[messageKey]bool
 }
