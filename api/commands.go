@@ -14,6 +14,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/huddle-chat/huddle/domain"
+	"github.com/huddle-chat/huddle/inbox"
 	"github.com/huddle-chat/huddle/internal/commands"
 )
 
@@ -209,8 +210,13 @@ func (s *Server) startConversation(c echo.Context) error {
 	if conv.OwnerID != "" {
 		out.OwnerID = &conv.OwnerID
 	}
+	refs := make([]inbox.ParticipantRef, 0, len(conv.Participants))
 	for _, p := range conv.Participants {
 		out.Participants = append(out.Participants, personBody{ID: p.ID, Name: p.Name})
+		refs = append(refs, inbox.ParticipantRef{ID: p.ID, Name: p.Name})
+	}
+	if conv.Kind == domain.KindGroup && conv.Title == "" {
+		out.Title = inbox.UntitledTitle(refs, actorOf(c).UserID)
 	}
 	setPosition(c, conv.Position)
 	status := http.StatusOK

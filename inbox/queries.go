@@ -398,14 +398,19 @@ func (q *Queries) fillParticipants(ctx context.Context, clinicID, userID string,
 // untitledNames is how many names an untitled group's title lists before "+N".
 const untitledNames = 3
 
-// nameUntitled titles a group nobody named (API-v1.1 "Groups") after its other active
-// participants, as the caller sees them: "Ann Lee, Bob Cruz, Cat Ma +2".
+// nameUntitled titles a group nobody named after its other active participants.
 func nameUntitled(s *Summary, userID string) {
-	if s.Kind != "group" || s.Title != "" {
-		return
+	if s.Kind == "group" && s.Title == "" {
+		s.Title = UntitledTitle(s.Participants, userID)
 	}
+}
+
+// UntitledTitle is the title of a group nobody named (API-v1.1 "Groups"): its active
+// participants other than userID, as userID sees them, at most untitledNames then "+N":
+// "Ann Lee, Bob Cruz, Cat Ma +2".
+func UntitledTitle(participants []ParticipantRef, userID string) string {
 	var names []string
-	for _, p := range s.Participants {
+	for _, p := range participants {
 		if p.ID == userID {
 			continue
 		}
@@ -416,10 +421,9 @@ func nameUntitled(s *Summary, userID string) {
 		names = append(names, name)
 	}
 	if len(names) > untitledNames {
-		s.Title = strings.Join(names[:untitledNames], ", ") + " +" + strconv.Itoa(len(names)-untitledNames)
-		return
+		return strings.Join(names[:untitledNames], ", ") + " +" + strconv.Itoa(len(names)-untitledNames)
 	}
-	s.Title = strings.Join(names, ", ")
+	return strings.Join(names, ", ")
 }
 
 // addParticipant adds p to the summary as userID sees it: active participants are listed, and
