@@ -220,6 +220,18 @@ func TestClinical_UrgentReachesThroughMuteAndArchiveAndWaitsForEachAck(t *testin
 	if got := s.urgentIDs(dan); len(got) != 0 {
 		t.Errorf("dan's list after the recall: %v", got)
 	}
+	// Removal drops someone from pending too.
+	third := s.must(s.do("POST", messages, ann, map[string]any{"text": "Bed 6", "priority": "urgent"}), 201, "").str("id")
+	if _, pending := acksOf(t, s.message(ann, g, third)); !slices.Equal(pending, []string{"bob", "dan"}) {
+		t.Fatalf("pending %v", pending)
+	}
+	s.must(s.do("DELETE", "/v1/conversations/"+g+"/participants/dan", ann, nil), 204, "")
+	if _, pending := acksOf(t, s.message(ann, g, third)); !slices.Equal(pending, []string{"bob"}) {
+		t.Errorf("after dan's removal: pending %v", pending)
+	}
+	if got := s.urgentIDs(dan); len(got) != 0 {
+		t.Errorf("dan was removed: %v", got)
+	}
 }
 
 func TestClinical_EditsAndRecallsAsMembersReadThem(t *testing.T) {
