@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -147,7 +148,7 @@ func (s *Server) auditVerify(c echo.Context) error {
 	if stream == "" {
 		return invalid("query parameter stream_id: required (e.g. conversation-<id>)")
 	}
-	if !validID(stream) {
+	if !streamIDPattern.MatchString(stream) {
 		return invalid("query parameter stream_id: malformed stream id")
 	}
 	r, err := s.Audit.Verify(c.Request().Context(), auditor(c), stream)
@@ -156,3 +157,7 @@ func (s *Server) auditVerify(c echo.Context) error {
 	}
 	return c.JSON(http.StatusOK, r)
 }
+
+// streamIDPattern is a stream id: a category, '-', and an id in the id alphabet, long enough
+// for member-<clinic>.<user> with both ids at their 128-character limit (ADR 0013).
+var streamIDPattern = regexp.MustCompile(`^[a-z]{1,16}-[A-Za-z0-9][A-Za-z0-9._:@-]{0,256}$`)

@@ -13,9 +13,9 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/huddle-chat/huddle/commands"
 	"github.com/huddle-chat/huddle/domain"
 	"github.com/huddle-chat/huddle/inbox"
-	"github.com/huddle-chat/huddle/internal/commands"
 )
 
 // registerAdminRoutes mounts the directory endpoints (the group already requires role admin).

@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/huddle-chat/huddle/commands"
 	"github.com/huddle-chat/huddle/domain"
 	"github.com/huddle-chat/huddle/eventstore"
 	"github.com/huddle-chat/huddle/internal/blobs"
-	"github.com/huddle-chat/huddle/internal/commands"
 	"github.com/huddle-chat/huddle/internal/testenv"
 )
 
@@ -505,7 +505,7 @@ func TestMemberSettings(t *testing.T) {
 	e.expect(e.do("PUT", "/v1/conversations/g-nope/mute", bob, nil), 404, domain.CodeNotFound)
 
 	want := "ConversationMuted,ConversationUnmuted,ConversationArchived,ConversationUnarchived,ReadMarkerMoved"
-	if got := strings.Join(e.streamTypes(domain.MemberStream("bob")), ","); got != want {
+	if got := strings.Join(e.streamTypes(domain.MemberStream("c1", "bob")), ","); got != want {
 		t.Fatalf("bob's settings: %s", got)
 	}
 }

@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/huddle-chat/huddle/commands"
 	"github.com/huddle-chat/huddle/eventstore"
 	"github.com/huddle-chat/huddle/inbox"
 	"github.com/huddle-chat/huddle/internal/blobs"
-	"github.com/huddle-chat/huddle/internal/commands"
 	"github.com/huddle-chat/huddle/internal/testenv"
 )
 

@@ -6,11 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/huddle-chat/huddle/commands"
 	"github.com/huddle-chat/huddle/directory"
 	"github.com/huddle-chat/huddle/eventstore"
 	"github.com/huddle-chat/huddle/inbox"
 	"github.com/huddle-chat/huddle/internal/blobs"
-	"github.com/huddle-chat/huddle/internal/commands"
 	"github.com/huddle-chat/huddle/internal/testenv"
 )
 

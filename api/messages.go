@@ -6,8 +6,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/huddle-chat/huddle/commands"
 	"github.com/huddle-chat/huddle/inbox"
-	"github.com/huddle-chat/huddle/internal/commands"
 )
 
 // Commands on one message (API-v1.1 "Clinical messaging") and the commands that answer with

@@ -10,8 +10,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/huddle-chat/huddle/commands"
 	"github.com/huddle-chat/huddle/eventstore"
-	"github.com/huddle-chat/huddle/internal/commands"
 )
 
 // Read-your-writes tokens. A command answers with Huddle-Position naming the last event it

@@ -6,8 +6,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/huddle-chat/huddle/commands"
 	"github.com/huddle-chat/huddle/eventstore"
-	"github.com/huddle-chat/huddle/internal/commands"
 )
 
 func contextAs(a Actor, key []byte) echo.Context {

@@ -11,8 +11,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"github.com/huddle-chat/huddle/commands"
 	"github.com/huddle-chat/huddle/inbox"
-	"github.com/huddle-chat/huddle/internal/commands"
 )
 
 // minPositionWait bounds how long a GET waits for the read models to catch up with the

@@ -12,11 +12,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/huddle-chat/huddle/commands"
 	"github.com/huddle-chat/huddle/directory"
 	"github.com/huddle-chat/huddle/eventstore"
 	"github.com/huddle-chat/huddle/inbox"
 	"github.com/huddle-chat/huddle/internal/blobs"
-	"github.com/huddle-chat/huddle/internal/commands"
 	"github.com/huddle-chat/huddle/internal/natsbroker"
 	"github.com/huddle-chat/huddle/internal/testenv"
 	"github.com/huddle-chat/huddle/projections"

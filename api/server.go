@@ -14,10 +14,10 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/huddle-chat/huddle/commands"
 	"github.com/huddle-chat/huddle/directory"
 	"github.com/huddle-chat/huddle/inbox"
 	"github.com/huddle-chat/huddle/internal/audit"
-	"github.com/huddle-chat/huddle/internal/commands"
 	"github.com/huddle-chat/huddle/live"
 	"github.com/huddle-chat/huddle/projections"
 	"github.com/huddle-chat/huddle/web"

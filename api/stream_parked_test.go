@@ -14,8 +14,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/huddle-chat/huddle/live"
 	"github.com/huddle-chat/huddle/internal/testenv"
+	"github.com/huddle-chat/huddle/live"
 )
 
 // parkedServer is a server whose streams beat every heartbeat, its feed's pool, a notifier, and

@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,6 +25,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/huddle-chat/huddle/api"
 )
@@ -85,7 +88,9 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-func newServer(t *testing.T) *server {
+// newServer prepares a huddle serve on its own data dir and port; env adds or overrides
+// variables (HUDDLE_DATABASE_URL and HUDDLE_NATS_URL for instances sharing a store and a NATS).
+func newServer(t *testing.T, env ...string) *server {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -102,6 +107,7 @@ func newServer(t *testing.T) *server {
 	}
 	s.env = append(s.env, "HUDDLE_DATA_DIR="+s.dataDir, fmt.Sprintf("HUDDLE_HTTP_ADDR=127.0.0.1:%d", port),
 		"HUDDLE_NATS_LISTEN=127.0.0.1:0", "HUDDLE_JWT_SECRET="+string(s.secret), "HUDDLE_RATE_PER_USER=0")
+	s.env = append(s.env, env...) // exec uses the last value of a repeated variable
 	t.Cleanup(func() {
 		if s.running() {
 			_ = s.cmd.Process.Signal(syscall.SIGTERM)
@@ -240,8 +246,10 @@ func (s *server) ward(staff []string) string {
 // load posts messages into a group from several senders, each with a client_message_id, and
 // keeps what it was told. A sender retries a message that got no answer or a 5xx with the
 // same id (as a client should), so a message counts as acknowledged once any try got a 201.
+// With several instances, senders are spread over them and one whose instance does not answer
+// retries on the next (as behind a load balancer).
 type load struct {
-	s                 *server
+	targets           []*server
 	group             string
 	sent, acked, errs atomic.Int64
 	mu                sync.Mutex
@@ -252,10 +260,16 @@ type load struct {
 }
 
 func (s *server) startLoad(group string, senders []string, perSecond int) *load {
+	return startLoadOn([]*server{s}, group, senders, perSecond)
+}
+
+// startLoadOn spreads the senders over targets (instances sharing one store and one secret).
+func startLoadOn(targets []*server, group string, senders []string, perSecond int) *load {
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &load{s: s, group: group, ackedIDs: map[string]bool{}, cancel: cancel}
-	for _, u := range senders {
-		tok := s.token(u, api.RoleStaff)
+	l := &load{targets: targets, group: group, ackedIDs: map[string]bool{}, cancel: cancel}
+	for i, u := range senders {
+		tok := targets[0].token(u, api.RoleStaff)
+		target := i % len(targets)
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
@@ -271,9 +285,12 @@ func (s *server) startLoad(group string, senders []string, perSecond int) *load 
 					case <-tick.C:
 					}
 					rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
-					status, _, _ := s.call(rctx, "POST", "/v1/conversations/"+group+"/messages", tok,
+					status, _, _ := targets[target].call(rctx, "POST", "/v1/conversations/"+group+"/messages", tok,
 						map[string]any{"text": "chaos " + id, "client_message_id": id})
 					rcancel()
+					if status == 0 {
+						target = (target + 1) % len(targets) // no answer: the next instance
+					}
 					if status == http.StatusCreated {
 						l.acked.Add(1)
 						l.lastAck.Store(time.Now().UnixNano())
@@ -295,11 +312,24 @@ func (s *server) startLoad(group string, senders []string, perSecond int) *load 
 
 func (l *load) stop() { l.cancel(); l.wg.Wait() }
 
+// live returns an instance of the load's that is running.
+func (l *load) live(t *testing.T) *server {
+	t.Helper()
+	for _, s := range l.targets {
+		if s.running() {
+			return s
+		}
+	}
+	t.Fatal("no instance is running")
+	return nil
+}
+
 // verify reads the group's history from the store (audit API) and counts, for every
 // acknowledged client_message_id, how often it is stored.
 func (l *load) verify(t *testing.T) (lost, doubled int) {
 	t.Helper()
-	auditor := l.s.token("auditor", api.RoleAuditor)
+	s := l.live(t)
+	auditor := s.token("auditor", api.RoleAuditor)
 	count := map[string]int{}
 	after := ""
 	for {
@@ -307,7 +337,7 @@ func (l *load) verify(t *testing.T) (lost, doubled int) {
 		if after != "" {
 			path += "&after=" + after
 		}
-		status, _, out := l.s.call(context.Background(), "GET", path, auditor, nil)
+		status, _, out := s.call(context.Background(), "GET", path, auditor, nil)
 		if status != http.StatusOK {
 			t.Fatalf("audit events: %d %s", status, out)
 		}
@@ -396,4 +426,164 @@ func cycles(def int) int {
 		return n
 	}
 	return def
+}
+
+// readModel counts, by client_message_id, the load's messages the read model shows in the
+// group (through the query API, paging back from the newest).
+func (l *load) readModel(t *testing.T) map[string]int {
+	t.Helper()
+	s := l.live(t)
+	tok := s.token("ann", api.RoleStaff)
+	seen := map[string]int{}
+	before := ""
+	for {
+		path := "/v1/conversations/" + l.group + "/messages?limit=100"
+		if before != "" {
+			path += "&before=" + url.QueryEscape(before)
+		}
+		status, _, out := s.call(context.Background(), "GET", path, tok, nil)
+		if status != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", path, status, out)
+		}
+		var page struct {
+			Messages []struct {
+				Text string `json:"text"`
+			} `json:"messages"`
+			NextCursor string `json:"next_cursor"`
+		}
+		if err := json.Unmarshal(out, &page); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range page.Messages {
+			if id, ok := strings.CutPrefix(m.Text, "chaos "); ok {
+				seen[id]++
+			}
+		}
+		if page.NextCursor == "" {
+			return seen
+		}
+		before = page.NextCursor
+	}
+}
+
+// missingOrDoubled compares what a copy (read model, NATS stream) holds with what was
+// acknowledged: acknowledged messages it lacks, and messages it holds more than once.
+func (l *load) missingOrDoubled(held map[string]int) (missing, doubled int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for id := range l.ackedIDs {
+		if held[id] == 0 {
+			missing++
+		}
+	}
+	for _, n := range held {
+		if n > 1 {
+			doubled++
+		}
+	}
+	return missing, doubled
+}
+
+// messageSubject is where the relay publishes the load's MessageSent events.
+const messageSubject = "huddle.events.*.conversation.MessageSent"
+
+// streamMessages counts, by client_message_id, the MessageSent events in JetStream's
+// HUDDLE_EVENTS stream (an ordered consumer from the first message to the last).
+func streamMessages(t *testing.T, natsURL string) map[string]int {
+	t.Helper()
+	nc, err := nats.Connect(natsURL, nats.Name("chaos-stream-count"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := nc.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := js.SubscribeSync(messageSubject, nats.OrderedConsumer(), nats.DeliverAll())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe() //nolint:errcheck // the connection closes next
+	seen := map[string]int{}
+	for {
+		m, err := sub.NextMsg(20 * time.Second)
+		if err != nil {
+			t.Fatalf("reading HUDDLE_EVENTS after %d messages: %v", len(seen), err)
+		}
+		var d struct {
+			ClientMessageID string `json:"client_message_id"`
+		}
+		if err := json.Unmarshal(m.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasPrefix(d.ClientMessageID, "probe-") {
+			d.ClientMessageID = "" // probes are not the load's
+		}
+		if d.ClientMessageID != "" {
+			seen[d.ClientMessageID]++
+		}
+		meta, err := m.Metadata()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if meta.NumPending == 0 {
+			return seen
+		}
+	}
+}
+
+// probeUntilPublished posts a probe message through s every half second until one of them is
+// seen on NATS (a core subscription on natsURL), and returns when that was: the relay
+// publishes again. limit bounds the wait.
+func (s *server) probeUntilPublished(group, natsURL string, limit time.Duration) time.Time {
+	s.t.Helper()
+	nc, err := nats.Connect(natsURL, nats.Name("chaos-probe"), nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer nc.Close()
+	seen := make(chan time.Time, 1)
+	if _, err := nc.Subscribe(messageSubject, func(m *nats.Msg) {
+		var d struct {
+			ClientMessageID string `json:"client_message_id"`
+		}
+		if json.Unmarshal(m.Data, &d) == nil && strings.HasPrefix(d.ClientMessageID, "probe-") {
+			select {
+			case seen <- time.Now():
+			default:
+			}
+		}
+	}); err != nil {
+		s.t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		s.t.Fatal(err)
+	}
+	tok := s.token("ann", api.RoleStaff)
+	deadline := time.After(limit)
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	for n := 0; ; n++ {
+		s.call(context.Background(), "POST", "/v1/conversations/"+group+"/messages", tok,
+			map[string]any{"text": "probe", "client_message_id": fmt.Sprintf("probe-%d-%d", time.Now().UnixNano(), n)})
+		select {
+		case at := <-seen:
+			return at
+		case <-deadline:
+			s.t.Fatalf("no probe reached NATS within %v\n%s", limit, tail(s.log.String(), 40))
+		case <-tick.C:
+		}
+	}
+}
+
+// relayActive reports whether this instance's relay holds the lock (its /metrics gauge).
+func (s *server) relayActive() bool {
+	res, err := client.Get(s.base + "/metrics")
+	if err != nil {
+		return false
+	}
+	defer res.Body.Close()
+	out, _ := io.ReadAll(res.Body)
+	return strings.Contains(string(out), "\nhuddle_relay_active 1\n")
 }

@@ -8,7 +8,7 @@
 //     address book (everyone active sharing a room with you, never yourself).
 //   - Conversation (conversation-<id>): a direct chat or a group, its participants with their
 //     membership windows, and its messages and files.
-//   - Member (member-<user>): one user's mute, archive and read marker per conversation.
+//   - Member (member-<clinic>.<user>): one user's mute, archive and read marker per conversation.
 //
 // Decisions where the brief and API.md are silent:
 //   - A caller who never took part in a conversation gets not_found for every command on it

@@ -3,6 +3,7 @@ package domain
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 )
 
 // Event is a fact that happened. Once stored, an event's meaning never changes: new fields are
@@ -24,8 +25,37 @@ func ConversationStream(conversationID string) string {
 	return CategoryConversation + "-" + conversationID
 }
 
-// MemberStream names the stream holding one user's own choices (mute, archive, read marker).
-func MemberStream(userID string) string { return CategoryMember + "-" + userID }
+// MemberStream names the stream holding one user's own choices (mute, archive, read marker)
+// in one clinic: member-<clinic>.<user>. Clinic and user ids never contain '.' (the directory
+// id alphabet), so no two clinic/user pairs share a stream. Stores written before ADR 0013
+// also hold legacy streams member-<user>, shared by every clinic's user of that id; they are
+// history, carried over by internal/memberstreams.
+func MemberStream(clinicID, userID string) string {
+	return CategoryMember + "-" + clinicID + "." + userID
+}
+
+// LegacyMemberStream names the stream a user's choices went to before ADR 0013 (member-<user>,
+// not scoped by clinic). Nothing appends to it any more.
+func LegacyMemberStream(userID string) string { return CategoryMember + "-" + userID }
+
+// MemberStreamUser returns the user whose choices an event of clinicID in a member stream is
+// about, for both the clinic-scoped form (member-<clinic>.<user>) and the legacy one
+// (member-<user>). It needs the event's clinic: user ids created before the directory alphabet
+// may contain '.', so the stream id alone cannot tell "member-dr.ann" of clinic c1 (legacy,
+// user dr.ann) from the scoped stream of clinic dr's ann.
+func MemberStreamUser(streamID, clinicID string) string {
+	rest := strings.TrimPrefix(streamID, CategoryMember+"-")
+	if user, scoped := strings.CutPrefix(rest, clinicID+"."); scoped {
+		return user
+	}
+	return rest
+}
+
+// IsLegacyMemberStream reports whether an event of clinicID in streamID is in a legacy member
+// stream (member-<user>) rather than its clinic's member-<clinic>.<user>.
+func IsLegacyMemberStream(streamID, clinicID string) bool {
+	return strings.HasPrefix(streamID, CategoryMember+"-") && !strings.HasPrefix(streamID, CategoryMember+"-"+clinicID+".")
+}
 
 // AuditStream names the stream recording every audit read in a clinic (who read what, when).
 func AuditStream(clinicID string) string { return CategoryAudit + "-" + clinicID }
@@ -174,7 +204,21 @@ type GroupDeleted struct {
 	DeletedBy string `json:"deleted_by"`
 }
 
-// ---- Member (stream member-<user>) ----
+// ---- Member (stream member-<clinic>.<user>) ----
+
+// MemberStreamCarriedOver is the first event of a clinic-scoped member stream in a store
+// written before ADR 0013: the state this clinic's user had in the legacy stream FromStream
+// (member-<user>), folded from that stream's events of this clinic only, up to FromVersion,
+// whose hash was FromHash. The legacy events stay where they are (their hash chain covers the
+// stream id, so they cannot move); the carried hash ties the new chain to the old one.
+// Read models ignore it: they applied the legacy events themselves.
+type MemberStreamCarriedOver struct {
+	FromStream    string                        `json:"from_stream"`
+	FromVersion   int64                         `json:"from_version"`
+	FromHash      string                        `json:"from_hash"`
+	Events        int                           `json:"events"`
+	Conversations map[string]MemberConversation `json:"conversations"`
+}
 
 // ConversationMuted silences pop-ups and sound for a conversation, for one user.
 type ConversationMuted struct {
@@ -239,32 +283,36 @@ func (ConversationUnmuted) EventType() string    { return "ConversationUnmuted" 
 func (ConversationArchived) EventType() string   { return "ConversationArchived" }
 func (ConversationUnarchived) EventType() string { return "ConversationUnarchived" }
 func (ReadMarkerMoved) EventType() string        { return "ReadMarkerMoved" }
+func (MemberStreamCarriedOver) EventType() string {
+	return "MemberStreamCarriedOver"
+}
 
 // eventFactories lists every event type the domain knows, so Decode can rebuild them by name.
 var eventFactories = map[string]func() Event{
-	"UserProfileSet":         func() Event { return &UserProfileSet{} },
-	"UserDeactivated":        func() Event { return &UserDeactivated{} },
-	"RoomNamed":              func() Event { return &RoomNamed{} },
-	"RoomMemberAdded":        func() Event { return &RoomMemberAdded{} },
-	"RoomMemberRemoved":      func() Event { return &RoomMemberRemoved{} },
-	"ConversationStarted":    func() Event { return &ConversationStarted{} },
-	"MessageSent":            func() Event { return &MessageSent{} },
-	"FileShared":             func() Event { return &FileShared{} },
-	"MessageAcknowledged":    func() Event { return &MessageAcknowledged{} },
-	"MessageEdited":          func() Event { return &MessageEdited{} },
-	"MessageRecalled":        func() Event { return &MessageRecalled{} },
-	"ParticipantAdded":       func() Event { return &ParticipantAdded{} },
-	"ParticipantRemoved":     func() Event { return &ParticipantRemoved{} },
-	"ParticipantLeft":        func() Event { return &ParticipantLeft{} },
-	"OwnershipPassed":        func() Event { return &OwnershipPassed{} },
-	"GroupRenamed":           func() Event { return &GroupRenamed{} },
-	"GroupDeleted":           func() Event { return &GroupDeleted{} },
-	"ConversationMuted":      func() Event { return &ConversationMuted{} },
-	"ConversationUnmuted":    func() Event { return &ConversationUnmuted{} },
-	"ConversationArchived":   func() Event { return &ConversationArchived{} },
-	"ConversationUnarchived": func() Event { return &ConversationUnarchived{} },
-	"ReadMarkerMoved":        func() Event { return &ReadMarkerMoved{} },
-	"AuditRead":              func() Event { return &AuditRead{} },
+	"UserProfileSet":          func() Event { return &UserProfileSet{} },
+	"UserDeactivated":         func() Event { return &UserDeactivated{} },
+	"RoomNamed":               func() Event { return &RoomNamed{} },
+	"RoomMemberAdded":         func() Event { return &RoomMemberAdded{} },
+	"RoomMemberRemoved":       func() Event { return &RoomMemberRemoved{} },
+	"ConversationStarted":     func() Event { return &ConversationStarted{} },
+	"MessageSent":             func() Event { return &MessageSent{} },
+	"FileShared":              func() Event { return &FileShared{} },
+	"MessageAcknowledged":     func() Event { return &MessageAcknowledged{} },
+	"MessageEdited":           func() Event { return &MessageEdited{} },
+	"MessageRecalled":         func() Event { return &MessageRecalled{} },
+	"ParticipantAdded":        func() Event { return &ParticipantAdded{} },
+	"ParticipantRemoved":      func() Event { return &ParticipantRemoved{} },
+	"ParticipantLeft":         func() Event { return &ParticipantLeft{} },
+	"OwnershipPassed":         func() Event { return &OwnershipPassed{} },
+	"GroupRenamed":            func() Event { return &GroupRenamed{} },
+	"GroupDeleted":            func() Event { return &GroupDeleted{} },
+	"ConversationMuted":       func() Event { return &ConversationMuted{} },
+	"ConversationUnmuted":     func() Event { return &ConversationUnmuted{} },
+	"ConversationArchived":    func() Event { return &ConversationArchived{} },
+	"ConversationUnarchived":  func() Event { return &ConversationUnarchived{} },
+	"ReadMarkerMoved":         func() Event { return &ReadMarkerMoved{} },
+	"MemberStreamCarriedOver": func() Event { return &MemberStreamCarriedOver{} },
+	"AuditRead":               func() Event { return &AuditRead{} },
 }
 
 // EventTypes lists every event type name, for documentation and schema tests.
@@ -345,6 +393,8 @@ func deref(e Event) Event {
 	case *ConversationUnarchived:
 		return *v
 	case *ReadMarkerMoved:
+		return *v
+	case *MemberStreamCarriedOver:
 		return *v
 	case *AuditRead:
 		return *v

@@ -1,6 +1,7 @@
 package domain
 
-// Member is one user's own choices about their conversations (stream member-<user>): mute,
+// Member is one user's own choices about their conversations in one clinic (stream
+// member-<clinic>.<user>): mute,
 // archive and read marker. Kept apart from the conversation so one user's clicks never contend
 // with a busy group's messages.
 type Member struct {
@@ -129,6 +130,19 @@ func EvolveMember(m Member, e Event) Member {
 				s.ReadUpTo = ev.UpToVersion
 			}
 		})
+	case MemberStreamCarriedOver:
+		// The carried state is older than anything already in the stream (a choice made on
+		// the new stream before the carry-over landed wins), except that a read marker never
+		// moves backwards.
+		for id, old := range ev.Conversations {
+			cur, seen := m.Conversations[id]
+			if !seen {
+				m.Conversations[id] = old
+				continue
+			}
+			cur.ReadUpTo = max(cur.ReadUpTo, old.ReadUpTo)
+			m.Conversations[id] = cur
+		}
 	}
 	return m
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // Narrow reads: what the read-model engine, the audit and the blob store need of the events
@@ -219,4 +220,64 @@ func FirstWithFieldIn(ctx context.Context, q Querier, streamID, eventType, field
 		return 0, fmt.Errorf("find %s in %s: %w", eventType, streamID, err)
 	}
 	return v, nil
+}
+
+// Checkpoints that only move forward: a reader's cursor and the projections' watermarks, kept
+// in eventstore_checkpoints beside the relay's, where RepairAfterRestore rewrites them.
+
+const advanceCheckpointSQL = `INSERT INTO eventstore_checkpoints AS c (name, tx_id, position) VALUES ($1, $2, $3)
+	ON CONFLICT (name) DO UPDATE SET tx_id = excluded.tx_id, position = excluded.position, updated_at = now()
+	WHERE (c.tx_id, c.position) < (excluded.tx_id, excluded.position)`
+
+// Execer runs a statement: a pool, a connection or a transaction.
+type Execer interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}
+
+// QueueAdvanceCheckpoint queues on b the save of the named checkpoint at cp, unless it is
+// already at or after cp in the gap-safe order (so it never moves back).
+func QueueAdvanceCheckpoint(b *pgx.Batch, name string, cp Checkpoint) {
+	b.Queue(advanceCheckpointSQL, name, cp.TxID, cp.Position)
+}
+
+// AdvanceCheckpointIn is QueueAdvanceCheckpoint run at once on q.
+func AdvanceCheckpointIn(ctx context.Context, q Execer, name string, cp Checkpoint) error {
+	if _, err := q.Exec(ctx, advanceCheckpointSQL, name, cp.TxID, cp.Position); err != nil {
+		return fmt.Errorf("advance checkpoint %s: %w", name, err)
+	}
+	return nil
+}
+
+// QueueLoadCheckpoints queues on b the read of the named checkpoints; fn gets each one that
+// is stored (one never saved is left out).
+func QueueLoadCheckpoints(b *pgx.Batch, names []string, fn func(name string, cp Checkpoint)) {
+	b.Queue(`SELECT name, tx_id, position FROM eventstore_checkpoints WHERE name = ANY($1)`, names).Query(func(rows pgx.Rows) error {
+		for rows.Next() {
+			var name string
+			var cp Checkpoint
+			if err := rows.Scan(&name, &cp.TxID, &cp.Position); err != nil {
+				return err
+			}
+			fn(name, cp)
+		}
+		return rows.Err()
+	})
+}
+
+// RowQuerier runs a query for one row: a pool, a connection or a transaction.
+type RowQuerier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// LoadCheckpointIn is LoadCheckpoint on q (zero when never saved).
+func LoadCheckpointIn(ctx context.Context, q RowQuerier, name string) (Checkpoint, error) {
+	var cp Checkpoint
+	err := q.QueryRow(ctx, `SELECT tx_id, position FROM eventstore_checkpoints WHERE name = $1`, name).Scan(&cp.TxID, &cp.Position)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Checkpoint{}, nil
+	}
+	if err != nil {
+		return Checkpoint{}, fmt.Errorf("load checkpoint %s: %w", name, err)
+	}
+	return cp, nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/huddle-chat/huddle/eventstore"
 )
 
@@ -89,5 +91,35 @@ func TestFirstWithFieldIn_FindsTheFirstMatchingEvent(t *testing.T) {
 		if err != nil || got != c.want {
 			t.Fatalf("%s in %s: %d, %v; want %d", c.file, c.clinic, got, err, c.want)
 		}
+	}
+}
+
+// A checkpoint saved with AdvanceCheckpointIn only moves forward; the queued load reads it.
+func TestAdvanceCheckpoint_OnlyForward(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := newStore(t)
+	if cp, err := eventstore.LoadCheckpointIn(ctx, s.Pool(), "reader/x"); err != nil || cp != (eventstore.Checkpoint{}) {
+		t.Fatalf("never saved: %+v, %v; want zero", cp, err)
+	}
+	at := eventstore.Checkpoint{TxID: 10, Position: 5}
+	for _, cp := range []eventstore.Checkpoint{at, {TxID: 10, Position: 4}, {TxID: 9, Position: 50}} {
+		if err := eventstore.AdvanceCheckpointIn(ctx, s.Pool(), "reader/x", cp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := &pgx.Batch{}
+	b.Queue("SELECT 1") // something before, as the engine's batch has
+	got := map[string]eventstore.Checkpoint{}
+	eventstore.QueueLoadCheckpoints(b, []string{"reader/x", "reader/none"}, func(name string, cp eventstore.Checkpoint) { got[name] = cp })
+	eventstore.QueueAdvanceCheckpoint(b, "reader/x", eventstore.Checkpoint{TxID: 11, Position: 1})
+	if err := s.Pool().SendBatch(ctx, b).Close(); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got["reader/x"] != at {
+		t.Fatalf("loaded %+v; want only reader/x at %+v (older saves do not move it back)", got, at)
+	}
+	if cp, err := eventstore.LoadCheckpointIn(ctx, s.Pool(), "reader/x"); err != nil || cp != (eventstore.Checkpoint{TxID: 11, Position: 1}) {
+		t.Fatalf("after the queued advance: %+v, %v", cp, err)
 	}
 }

@@ -32,6 +32,7 @@ type Store struct {
 	upcasters   *Upcasters
 	log         *slog.Logger
 	notifyDelay time.Duration
+	appended    func(streamID string)
 	// notifyPending is set while a notification covering the latest appends is scheduled.
 	notifyPending atomic.Bool
 }
@@ -44,6 +45,11 @@ func WithUpcasters(u *Upcasters) Option { return func(s *Store) { s.upcasters = 
 
 // WithLogger sets the logger for the store's best-effort work (snapshots).
 func WithLogger(l *slog.Logger) Option { return func(s *Store) { s.log = l } }
+
+// WithAppended makes the store call fn with the stream of every append it committed, at once and
+// on the appending goroutine (fn must not block): the projections of this process start on it
+// without waiting for the relay and NATS to bring the event back (they read the store anyway).
+func WithAppended(fn func(streamID string)) Option { return func(s *Store) { s.appended = fn } }
 
 // WithNotifyDelay sets how long appends are gathered into one NOTIFY (default 2ms); a
 // negative value turns notifications off (readers then rely on polling).
@@ -231,6 +237,9 @@ func (s *Store) scanAppend(rows pgx.Rows, streamID string, expected int64, a app
 // all appends that finished within notifyDelay. Readers poll as a fallback, so a notification
 // lost to a crash only delays delivery.
 func (s *Store) notify(streamID string, version int64) {
+	if s.appended != nil {
+		s.appended(streamID)
+	}
 	if s.notifyDelay < 0 || s.notifyPending.Swap(true) {
 		return
 	}
@@ -406,15 +415,7 @@ type queryRower interface {
 }
 
 func loadCheckpoint(ctx context.Context, q queryRower, name string) (Checkpoint, error) {
-	var cp Checkpoint
-	err := q.QueryRow(ctx, `SELECT tx_id, position FROM eventstore_checkpoints WHERE name = $1`, name).Scan(&cp.TxID, &cp.Position)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return Checkpoint{}, nil
-	}
-	if err != nil {
-		return Checkpoint{}, fmt.Errorf("load checkpoint %s: %w", name, err)
-	}
-	return cp, nil
+	return LoadCheckpointIn(ctx, q, name)
 }
 
 func saveCheckpoint(ctx context.Context, q queryRower, name string, cp Checkpoint) error {

@@ -149,6 +149,9 @@ func (w *writer) message(m messageRow) {
 func apply(b *writer, e eventstore.RecordedEvent, ev domain.Event) error {
 	clinic := projections.ClinicOf(e)
 	id := projections.StreamSuffix(e.StreamID)
+	if e.Category() == domain.CategoryMember {
+		id = domain.MemberStreamUser(e.StreamID, clinic) // member-<clinic>.<user>, or legacy member-<user> (ADR 0013)
+	}
 	at := e.RecordedAt.UTC()
 	v := e.StreamVersion
 	switch x := ev.(type) {

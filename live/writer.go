@@ -82,7 +82,7 @@ func appendLive(ctx context.Context, tx pgx.Tx, events []eventstore.RecordedEven
 		it := &item{clinic: projections.ClinicOf(e)}
 		switch e.Category() {
 		case domain.CategoryMember:
-			it.member, it.user = true, projections.StreamSuffix(e.StreamID)
+			it.member, it.user = true, domain.MemberStreamUser(e.StreamID, it.clinic) // member-<clinic>.<user> or legacy member-<user>
 			switch x := ev.(type) {
 			case domain.ConversationMuted:
 				it.conv = x.ConversationID

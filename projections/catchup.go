@@ -36,7 +36,6 @@ const (
 	cursorPrefix = "projection-cursor/"
 
 	sqlTryReader = `SELECT pg_try_advisory_xact_lock($1)`
-	sqlLoadMarks = `SELECT name, tx_id, position FROM eventstore_checkpoints WHERE name = ANY($1)`
 )
 
 // Defaults of Engine.BatchSize and Engine.PollInterval.
@@ -138,20 +137,12 @@ func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 	pre.Queue(sqlTryReader, readerKey(p.Name)).QueryRow(func(r pgx.Row) error { return r.Scan(&got) })
 	pre.Queue(sqlLockProjectionShared, lockKey(p.Name))
 	var cur, mark eventstore.Checkpoint
-	pre.Queue(sqlLoadMarks, []string{cursorPrefix + p.Name, watermarkPrefix + p.Name}).Query(func(rows pgx.Rows) error {
-		for rows.Next() {
-			var name string
-			var cp eventstore.Checkpoint
-			if err := rows.Scan(&name, &cp.TxID, &cp.Position); err != nil {
-				return err
-			}
-			if name == cursorPrefix+p.Name {
-				cur = cp
-			} else {
-				mark = cp
-			}
+	eventstore.QueueLoadCheckpoints(pre, []string{cursorPrefix + p.Name, watermarkPrefix + p.Name}, func(name string, cp eventstore.Checkpoint) {
+		if name == cursorPrefix+p.Name {
+			cur = cp
+		} else {
+			mark = cp
 		}
-		return rows.Err()
 	})
 	if err := tx.SendBatch(ctx, pre).Close(); err != nil {
 		return 0, fmt.Errorf("lock reader: %w", err)
@@ -186,7 +177,7 @@ func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 	}
 	saveCursor := func(b *Batch) {
 		if next != cur {
-			b.Add(sqlWatermarkSave, cursorPrefix+p.Name, next.TxID, next.Position)
+			eventstore.QueueAdvanceCheckpoint(&b.b, cursorPrefix+p.Name, next)
 		}
 	}
 
@@ -223,7 +214,7 @@ func (a *applier) step(ctx context.Context, slow bool) (int, error) {
 	// The watermark moves with the cursor while nothing is deferred; once something is, it
 	// stays put and is walked forward as retries succeed (advanceWatermark).
 	if mark == cur && !deferred && next != cur {
-		if _, err := tx.Exec(ctx, sqlWatermarkSave, watermarkPrefix+p.Name, next.TxID, next.Position); err != nil {
+		if err := eventstore.AdvanceCheckpointIn(ctx, tx, watermarkPrefix+p.Name, next); err != nil {
 			return 0, fmt.Errorf("save watermark: %w", err)
 		}
 	}
@@ -353,13 +344,12 @@ func (a *applier) deferredEvents(ctx context.Context, tx pgx.Tx, mark, cur event
 
 // refresh learns the cursor another instance's reader moved, for this instance's handlers.
 func (a *applier) refresh(ctx context.Context) error {
-	var cp eventstore.Checkpoint
-	err := a.e.pool.QueryRow(ctx, sqlWatermarkLoad, cursorPrefix+a.p.Name).Scan(&cp.TxID, &cp.Position)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil
-	}
+	cp, err := eventstore.LoadCheckpointIn(ctx, a.e.pool, cursorPrefix+a.p.Name)
 	if err != nil {
 		return fmt.Errorf("read cursor: %w", err)
+	}
+	if cp == (eventstore.Checkpoint{}) {
+		return nil
 	}
 	a.moved(cp, nil)
 	return nil

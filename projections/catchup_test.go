@@ -46,7 +46,7 @@ func TestCrash_CommittedEventsAppliedWithin2sOfRestart(t *testing.T) {
 	}
 	// Written while no engine runs.
 	e.AppendEvents("c1", "u3", domain.ConversationStream("g1"), domain.MessageSent{MessageID: "m5", SenderID: "u3", Text: "while down"})
-	e.AppendEvents("c1", "u1", domain.MemberStream("u1"), domain.ConversationMuted{ConversationID: "g1"})
+	e.AppendEvents("c1", "u1", domain.MemberStream("c1", "u1"), domain.ConversationMuted{ConversationID: "g1"})
 	if n := e.Count(`SELECT count(*) FROM messages WHERE conversation_id = 'g1'`); n != 0 {
 		t.Fatalf("%d messages applied before the kill, want the whole first append rolled back", n)
 	}
@@ -58,7 +58,7 @@ func TestCrash_CommittedEventsAppliedWithin2sOfRestart(t *testing.T) {
 	e.Run()
 	ctx, cancel := context.WithDeadline(e.Ctx, start.Add(2*time.Second))
 	defer cancel()
-	for stream, v := range map[string]int64{domain.ConversationStream("g1"): 8, domain.MemberStream("u2"): 2, domain.MemberStream("u1"): 1} {
+	for stream, v := range map[string]int64{domain.ConversationStream("g1"): 8, domain.MemberStream("c1", "u2"): 2, domain.MemberStream("c1", "u1"): 1} {
 		if err := e.Engine.WaitFor(ctx, stream, v); err != nil {
 			t.Fatalf("%s@%d not applied within 2 s of the restart (%v): %v", stream, v, time.Since(start), err)
 		}
@@ -147,5 +147,26 @@ func TestStatus_ReportsEventsInFlightAsLag(t *testing.T) {
 	e.Settle()
 	if s := inbox(); s.LagEvents != 0 || s.LagSeconds != 0 {
 		t.Errorf("inbox lag = %d events, %.3f s after everything was applied, want 0", s.LagEvents, s.LagSeconds)
+	}
+}
+
+// An append on this instance wakes its readers at once (eventstore.WithAppended → Engine.Wake):
+// no relay runs and the poll is an hour, so without the wake nothing would apply the message.
+func TestWake_OwnAppendsAreAppliedWithoutNATSOrPolling(t *testing.T) {
+	t.Parallel()
+	e := projtest.New(t)
+	e.Engine.PollInterval = time.Hour
+	e.Store = eventstore.New(e.Pool, eventstore.WithAppended(e.Engine.Wake))
+	e.Run()
+	e.AppendEvents("c1", "u1", domain.ConversationStream("d1"),
+		domain.ConversationStarted{ConversationID: "d1", Kind: domain.KindGroup, Title: "Pair", OwnerID: "u1", StartedBy: "u1", ParticipantIDs: []string{"u1", "u2"}},
+		domain.MessageSent{MessageID: "m1", SenderID: "u1", Text: "woken"})
+	ctx, cancel := context.WithTimeout(e.Ctx, 20*time.Second)
+	defer cancel()
+	if err := e.Engine.WaitFor(ctx, domain.ConversationStream("d1"), 2); err != nil {
+		t.Fatalf("the append did not wake the reader: %v", err)
+	}
+	if n := e.Count(`SELECT count(*) FROM messages WHERE conversation_id = 'd1'`); n != 1 {
+		t.Errorf("%d messages applied, want 1", n)
 	}
 }

@@ -268,6 +268,19 @@ func (e *Engine) bootstrap(ctx context.Context) error {
 // Healthy reports whether every projector is subscribed and consuming.
 func (e *Engine) Healthy() bool { return e.running.Load() }
 
+// Wake starts the readers of streamID's read models on this instance now, instead of when the
+// relay and NATS bring the event back (milliseconds later, more under load): the store's
+// append hook (eventstore.WithAppended) calls it after every commit. It never blocks; wakes
+// while a reader runs collapse into one more step, and a reader held by another instance
+// ignores it.
+func (e *Engine) Wake(streamID string) {
+	for _, a := range e.appliers {
+		if a.p.handles(streamID) {
+			a.poke()
+		}
+	}
+}
+
 func (e *Engine) fail(eventID string) int {
 	e.mu.Lock()
 	defer e.mu.Unlock()

@@ -25,12 +25,8 @@ func ForeignCounter(e *Engine, name string) prometheus.Counter {
 	return e.m.foreign.WithLabelValues(name)
 }
 
-// The watermark's checkpoint name prefix and statements.
-const (
-	WatermarkPrefix  = watermarkPrefix
-	SQLWatermarkSave = sqlWatermarkSave
-	SQLWatermarkLoad = sqlWatermarkLoad
-)
+// WatermarkPrefix prefixes the name of a read model's watermark checkpoint.
+const WatermarkPrefix = watermarkPrefix
 
 // Reached reports whether a is at or after b in the gap-safe order.
 func Reached(a, b eventstore.Checkpoint) bool { return reached(a, b) }

@@ -28,7 +28,7 @@ func faultScenario(e *projtest.Env) (conv, member []eventstore.RecordedEvent) {
 		domain.ParticipantAdded{UserID: "u3", AddedBy: "u1"},                      // v6
 		domain.MessageSent{MessageID: "m4", SenderID: "u2", Text: "welcome back"}, // v7
 	)
-	member = e.AppendEvents("c1", "u2", domain.MemberStream("u2"),
+	member = e.AppendEvents("c1", "u2", domain.MemberStream("c1", "u2"),
 		domain.ConversationMuted{ConversationID: "g1"},
 		domain.ReadMarkerMoved{ConversationID: "g1", UpToVersion: 2},
 	)

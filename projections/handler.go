@@ -136,7 +136,11 @@ func (e *Engine) handler(a *applier) message.NoPublishHandlerFunc {
 		if !a.p.handles(ev.StreamID) {
 			return nil
 		}
-		a.poke()
+		// Usually the reader got there already, woken by this process's own append (Wake): a
+		// poke would run a step that finds nothing.
+		if past, _ := a.past(eventstore.CheckpointOf(ev)); !past {
+			a.poke()
+		}
 		if err := e.awaitRead(ctx, a, ev); err != nil {
 			return err
 		}

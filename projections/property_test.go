@@ -9,10 +9,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/huddle-chat/huddle/commands"
 	"github.com/huddle-chat/huddle/domain"
 	"github.com/huddle-chat/huddle/inbox"
 	"github.com/huddle-chat/huddle/internal/blobs"
-	"github.com/huddle-chat/huddle/internal/commands"
 	"github.com/huddle-chat/huddle/internal/projtest"
 )
 

@@ -296,7 +296,7 @@ func (e *Engine) rebuild(ctx context.Context, ps []*ReadModel, progress func(don
 		// read-your-writes waits need not walk what the rebuild applied.
 		for _, p := range ps {
 			for _, name := range []string{cursorPrefix + p.Name, watermarkPrefix + p.Name} {
-				if _, err := tx.Exec(ctx, sqlWatermarkSave, name, cp.TxID, cp.Position); err != nil {
+				if err := eventstore.AdvanceCheckpointIn(ctx, tx, name, cp); err != nil {
 					return fmt.Errorf("save %s: %w", name, err)
 				}
 			}

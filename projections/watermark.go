@@ -2,12 +2,9 @@ package projections
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/huddle-chat/huddle/eventstore"
 )
@@ -30,11 +27,6 @@ import (
 const (
 	watermarkPrefix = "projection-watermark/"
 	watermarkPage   = 2000
-
-	sqlWatermarkLoad = `SELECT tx_id, position FROM eventstore_checkpoints WHERE name = $1`
-	sqlWatermarkSave = `INSERT INTO eventstore_checkpoints AS c (name, tx_id, position) VALUES ($1, $2, $3)
-		ON CONFLICT (name) DO UPDATE SET tx_id = excluded.tx_id, position = excluded.position, updated_at = now()
-		WHERE (c.tx_id, c.position) < (excluded.tx_id, excluded.position)`
 )
 
 // watermarks caches each projection's last known watermark; advancing is serialised per
@@ -175,9 +167,8 @@ func (e *Engine) advanceWatermark(ctx context.Context, p *ReadModel, target even
 		return nil
 	}
 	name := watermarkPrefix + p.Name
-	var stored eventstore.Checkpoint
-	err := e.pool.QueryRow(ctx, sqlWatermarkLoad, name).Scan(&stored.TxID, &stored.Position)
-	if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+	stored, err := eventstore.LoadCheckpointIn(ctx, e.pool, name)
+	if err != nil {
 		return fmt.Errorf("watermark %s: %w", p.Name, err)
 	}
 	e.marks.raise(p.Name, stored)
@@ -195,7 +186,7 @@ func (e *Engine) advanceWatermark(ctx context.Context, p *ReadModel, target even
 	if at == start && at == stored {
 		return nil
 	}
-	if _, err := e.pool.Exec(ctx, sqlWatermarkSave, name, at.TxID, at.Position); err != nil {
+	if err := eventstore.AdvanceCheckpointIn(ctx, e.pool, name, at); err != nil {
 		return fmt.Errorf("watermark %s: save: %w", p.Name, err)
 	}
 	e.marks.raise(p.Name, at)

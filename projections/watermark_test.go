@@ -151,11 +151,11 @@ func TestWatermark_SharedAndMonotonic(t *testing.T) {
 	if !projections.Reached(mark, last) {
 		t.Fatalf("another engine reads watermark %+v, want at least %+v", mark, last)
 	}
-	var stored eventstore.Checkpoint
-	if _, err := e.Pool.Exec(e.Ctx, projections.SQLWatermarkSave, projections.WatermarkPrefix+inbox.Name, uint64(1), int64(1)); err != nil {
+	if err := eventstore.AdvanceCheckpointIn(e.Ctx, e.Pool, projections.WatermarkPrefix+inbox.Name, eventstore.Checkpoint{TxID: 1, Position: 1}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.Pool.QueryRow(e.Ctx, projections.SQLWatermarkLoad, projections.WatermarkPrefix+inbox.Name).Scan(&stored.TxID, &stored.Position); err != nil {
+	stored, err := eventstore.LoadCheckpointIn(e.Ctx, e.Pool, projections.WatermarkPrefix+inbox.Name)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if !projections.Reached(stored, last) {

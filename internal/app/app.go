@@ -24,12 +24,12 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/huddle-chat/huddle/api"
+	"github.com/huddle-chat/huddle/commands"
 	"github.com/huddle-chat/huddle/directory"
 	"github.com/huddle-chat/huddle/eventstore"
 	"github.com/huddle-chat/huddle/inbox"
 	"github.com/huddle-chat/huddle/internal/audit"
 	"github.com/huddle-chat/huddle/internal/blobs"
-	"github.com/huddle-chat/huddle/internal/commands"
 	"github.com/huddle-chat/huddle/internal/config"
 	"github.com/huddle-chat/huddle/internal/natsbroker"
 	"github.com/huddle-chat/huddle/live"
@@ -116,7 +116,10 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 	// Commands append through a store on the bounded pool: a request's statements end with it.
 	// The relay, the projectors and their rebuilds keep the unbounded pool (a rebuild's COPY
 	// of a large store may take minutes).
-	cmdStore := eventstore.New(a.reqPool, eventstore.WithLogger(log.With("component", "eventstore")))
+	// Its commits wake this instance's projections at once (a.Engine is set below, before
+	// anything is served).
+	cmdStore := eventstore.New(a.reqPool, eventstore.WithLogger(log.With("component", "eventstore")),
+		eventstore.WithAppended(func(streamID string) { a.Engine.Wake(streamID) }))
 	if a.pub, err = natsbroker.NewPublisher(a.natsURL, wlog); err != nil {
 		return nil, err
 	}
@@ -125,7 +128,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 		ReadModels(live.NewWriter(a.nc, log.With("component", "live")).AfterApply))
 	a.Engine.Workers = max(cfg.ProjectionWorkers, 1)
 	a.blobs = blobs.New(a.db.Pool)
-	// ADAPT if internal/commands.New changes: the single line that builds the command handler.
+	// ADAPT if commands.New changes: the single line that builds the command handler.
 	cmds := commands.New(cmdStore, a.blobs, commands.Options{MaxFileBytes: cfg.MaxFileBytes, Log: log.With("component", "commands")})
 	commands.RegisterMetrics(a.Metrics, cmds)
 	a.feed = live.NewFeed(a.db.Pool)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/huddle-chat/huddle/eventstore"
 	"github.com/huddle-chat/huddle/internal/config"
+	"github.com/huddle-chat/huddle/internal/memberstreams"
 	"github.com/huddle-chat/huddle/internal/migrations"
 	"github.com/huddle-chat/huddle/internal/natsbroker"
 	"github.com/huddle-chat/huddle/internal/pgcluster"
@@ -170,7 +171,8 @@ func (db *Database) Close(ctx context.Context) error {
 // Migrate brings the schema up to date and repairs the store after a dump/restore into
 // another cluster. Several instances may run it at once: migrations serialise on an advisory
 // lock and the repair on a table lock. `huddle serve` and `huddle migrate` both call it; steps
-// that must run on every start belong here.
+// that must run on every start belong here (migrations, restore repair, the member-stream carry-over
+// of ADR 0013).
 func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 	applied, err := migrations.Up(ctx, pool)
 	if err != nil {
@@ -185,6 +187,13 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, log *slog.Logger) error {
 	}
 	if repaired {
 		log.Warn("event store repaired after a restore into a new cluster (transaction ids rewritten)")
+	}
+	rep, err := memberstreams.CarryOver(ctx, eventstore.New(pool))
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if !rep.AlreadyDone {
+		log.Info("member streams scoped by clinic (ADR 0013)", "legacy_streams", rep.LegacyStreams, "carried_over", rep.CarriedOver)
 	}
 	return nil
 }

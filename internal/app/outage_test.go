@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/huddle-chat/huddle/api"
-	"github.com/huddle-chat/huddle/internal/commands"
+	"github.com/huddle-chat/huddle/commands"
 	"github.com/huddle-chat/huddle/internal/testenv"
 )
 

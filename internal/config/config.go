@@ -39,7 +39,7 @@ var Vars = []Var{
 	{"HUDDLE_NATS_SYNC_ALWAYS", "false", "Embedded NATS: fsync every JetStream write (the event store in Postgres is the record either way)."},
 	{"HUDDLE_STREAM_MAX_AGE", "168h", "Retention of the HUDDLE_EVENTS JetStream stream."},
 	{"HUDDLE_STREAM_MAX_BYTES", "10737418240", "Size cap of the HUDDLE_EVENTS stream in bytes (-1: none)."},
-	{"HUDDLE_STREAM_REPLICAS", "1", "Replicas of HUDDLE_EVENTS (3 on a three-node NATS cluster)."},
+	{"HUDDLE_STREAM_REPLICAS", "1", "Replicas of HUDDLE_EVENTS, 1 to 5 (3 on a three-node NATS cluster; more than 1 needs HUDDLE_NATS_URL)."},
 	{"HUDDLE_MAX_FILE_BYTES", "26214400", "Largest file upload in bytes (25 MiB)."},
 	{"HUDDLE_PROJECTION_WORKERS", "8", "NATS messages each projection's consumer takes in at once on this instance (1–32). Messages only wake the projection's reader, which applies what the store holds in batches (ADR 0011)."},
 	{"HUDDLE_LOG_LEVEL", "info", "debug, info, warn or error."},
@@ -193,6 +193,12 @@ func loadWith(getenv func(string) string, secret func(path string) ([]byte, erro
 	}
 	var replicas int64
 	parseInt("HUDDLE_STREAM_REPLICAS", "1", 1, &replicas)
+	switch {
+	case replicas > 5:
+		bad("HUDDLE_STREAM_REPLICAS", strconv.FormatInt(replicas, 10), "JetStream keeps at most 5 replicas")
+	case replicas > 1 && c.NATSURL == "":
+		bad("HUDDLE_STREAM_REPLICAS", strconv.FormatInt(replicas, 10), "the embedded NATS is one server: replicas need a cluster (HUDDLE_NATS_URL)")
+	}
 	c.StreamReplicas = int(replicas)
 	parseInt("HUDDLE_MAX_FILE_BYTES", strconv.Itoa(25<<20), 1, &c.MaxFileBytes)
 	var workers int64

@@ -70,6 +70,7 @@ func TestLoad_InvalidValuesNameTheVariable(t *testing.T) {
 		"HUDDLE_STREAM_MAX_AGE":   "a week",
 		"HUDDLE_STREAM_MAX_BYTES": "0",
 		"HUDDLE_NATS_SYNC_ALWAYS": "maybe",
+		"HUDDLE_STREAM_REPLICAS":  "3", // on the embedded NATS, a single server
 	}
 	for name, value := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -86,13 +87,23 @@ func TestLoad_InvalidValuesNameTheVariable(t *testing.T) {
 
 func TestLoad_ExternalServices(t *testing.T) {
 	c, err := load(env(map[string]string{
-		"HUDDLE_DATA_DIR":     t.TempDir(),
-		"HUDDLE_DATABASE_URL": "postgres://huddle:pw@db:5432/huddle?sslmode=disable",
-		"HUDDLE_NATS_URL":     "nats://nats-1:4222,nats://nats-2:4222",
-		"HUDDLE_JWT_SECRET":   strings.Repeat("x", 40),
+		"HUDDLE_DATA_DIR":        t.TempDir(),
+		"HUDDLE_DATABASE_URL":    "postgres://huddle:pw@db:5432/huddle?sslmode=disable",
+		"HUDDLE_NATS_URL":        "nats://nats-1:4222,nats://nats-2:4222",
+		"HUDDLE_JWT_SECRET":      strings.Repeat("x", 40),
+		"HUDDLE_STREAM_REPLICAS": "3",
 	}))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if c.StreamReplicas != 3 {
+		t.Errorf("HUDDLE_STREAM_REPLICAS=3 on a cluster read as %d", c.StreamReplicas)
+	}
+	for _, n := range []string{"0", "6", "three"} {
+		if _, err := load(env(map[string]string{"HUDDLE_DATA_DIR": t.TempDir(), "HUDDLE_NATS_URL": "nats://nats-1:4222",
+			"HUDDLE_STREAM_REPLICAS": n})); err == nil || !strings.Contains(err.Error(), "HUDDLE_STREAM_REPLICAS") {
+			t.Errorf("HUDDLE_STREAM_REPLICAS=%s: %v, want refused", n, err)
+		}
 	}
 	if c.EmbeddedPostgres() || c.EmbeddedNATS() {
 		t.Error("external URLs set, but config says embedded")

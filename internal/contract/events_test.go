@@ -11,11 +11,12 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"gopkg.in/yaml.v3"
 
+	"github.com/huddle-chat/huddle/commands"
 	"github.com/huddle-chat/huddle/domain"
 	"github.com/huddle-chat/huddle/eventstore"
 	"github.com/huddle-chat/huddle/internal/audit"
 	"github.com/huddle-chat/huddle/internal/blobs"
-	"github.com/huddle-chat/huddle/internal/commands"
+	"github.com/huddle-chat/huddle/internal/memberstreams"
 	"github.com/huddle-chat/huddle/internal/testenv"
 )
 
@@ -85,6 +86,13 @@ func produceEveryEvent(t *testing.T, store *eventstore.Store, bs *blobs.Store) {
 	check("deactivate", err)
 	_, _, err = audit.New(store).Events(ctx, audit.Auditor{UserID: "aud", ClinicID: "c1"}, g.ID, 0, 10)
 	check("audit read", err)
+	// A member event as stores before ADR 0013 wrote it, carried over to member-c1.cat.
+	_, err = store.Append(ctx, domain.LegacyMemberStream("cat"), eventstore.ExpectAny, []eventstore.EventData{{
+		Type: "ConversationMuted", Data: []byte(`{"conversation_id":"` + d.ID + `"}`),
+		Metadata: eventstore.Metadata{ActorID: "cat", ClinicID: "c1"}}}, "")
+	check("legacy member event", err)
+	_, err = memberstreams.CarryOver(ctx, store)
+	check("carry over", err)
 }
 
 func compileSchemas(t *testing.T) map[string]*jsonschema.Schema {

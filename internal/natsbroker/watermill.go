@@ -22,6 +22,9 @@ func clientOptions(name string) []nats.Option {
 	}
 }
 
+// PublishAckWait is how long a publish waits for JetStream's ack.
+const PublishAckWait = 2 * time.Second
+
 // NewPublisher returns a Watermill publisher onto JetStream. Each message's UUID travels as
 // Nats-Msg-Id (set by our Marshaler, which publishes no Watermill-internal header), so
 // JetStream drops a re-published event within the stream's duplicate window.
@@ -30,6 +33,11 @@ func clientOptions(name string) []nats.Option {
 // No AutoProvision: watermill-nats would create a stream per topic named after the topic, and
 // our topics are subjects inside HUDDLE_EVENTS, which EnsureStream provisions.
 //
+// A publish unanswered for PublishAckWait fails (the relay backs off and publishes it again,
+// deduplicated): while a cluster elects a new stream leader, publishes go unanswered, and
+// nats.go's default of 5 s per try made a leader change cost the relay 10 s
+// (TestChaos_JetStreamClusterLosesANode).
+//
 // Close closes the publisher's own connection.
 func NewPublisher(url string, log watermill.LoggerAdapter) (message.Publisher, error) {
 	pub, err := wmnats.NewPublisher(wmnats.PublisherConfig{
@@ -37,7 +45,8 @@ func NewPublisher(url string, log watermill.LoggerAdapter) (message.Publisher, e
 		NatsOptions: clientOptions("huddle-publisher"),
 		Marshaler:   Marshaler{},
 		JetStream: wmnats.JetStreamConfig{
-			AutoProvision: false,
+			AutoProvision:  false,
+			PublishOptions: []nats.PubOpt{nats.AckWait(PublishAckWait)},
 		},
 	}, log)
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 // runMember runs one command on the actor's own settings stream, about conv.
 func (h *Handler) runMember(ctx context.Context, a Actor, conv domain.Conversation, cmd domain.MemberCommand) (eventstore.AppendResult, error) {
 	commandID := h.opts.NewID()
-	return eventstore.Execute(ctx, h.store, domain.MemberStream(a.UserID), memberAggregate, commandID,
+	return eventstore.Execute(ctx, h.store, domain.MemberStream(a.ClinicID, a.UserID), memberAggregate, commandID,
 		func(m domain.Member, _ int64) ([]eventstore.EventData, error) {
 			events, err := domain.DecideMember(m, conv, cmd)
 			if err != nil {

@@ -88,8 +88,8 @@ func TestStartDirect_ContinuingUnarchivesForOpener(t *testing.T) {
 	if err != nil || again.Created || again.ID != first.ID {
 		t.Fatalf("again: %+v %v", again, err)
 	}
-	member := f.events(t, domain.MemberStream("bob"))
-	if last := member[len(member)-1]; last.Type != "ConversationUnarchived" || again.Position.StreamID != domain.MemberStream("bob") {
+	member := f.events(t, domain.MemberStream("c1", "bob"))
+	if last := member[len(member)-1]; last.Type != "ConversationUnarchived" || again.Position.StreamID != domain.MemberStream("c1", "bob") {
 		t.Fatalf("want bob's chat unarchived, got %s (position %+v)", last.Type, again.Position)
 	}
 	if n := len(f.events(t, domain.ConversationStream(first.ID))); n != 1 {
@@ -296,7 +296,7 @@ func TestMarkRead_UpToMessage(t *testing.T) {
 	if _, err := f.h.MarkRead(f.ctx, actor("bob"), g.ID, ""); err != nil {
 		t.Fatal(err)
 	}
-	evs := f.events(t, domain.MemberStream("bob"))
+	evs := f.events(t, domain.MemberStream("c1", "bob"))
 	if len(evs) != 2 {
 		t.Fatalf("want two marker moves, got %d", len(evs))
 	}
