@@ -9,23 +9,6 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// v11Pending is what ../shared/API-v1.1.md specifies that is not built yet: operations
-// ("METHOD /path" as API.md writes them), statuses of built operations ("METHOD /path 200")
-// and error codes ("code x"). The drift test skips
-// them, and fails for an entry that has been built, so that its entry is removed with the
-// work. This list must be empty when the last v1.1 issue is resolved.
-var v11Pending = map[string]bool{
-	// Clinical messaging, part 2 (read models): the urgent list and receipts.
-	"GET /v1/urgent":                      true,
-	"GET /v1/conversations/{id}/receipts": true,
-	// Groups: "A group created without a title shows the other participants' names" is a
-	// rule of the read model, not an operation or a code, so nothing here can check it; it is
-	// not built yet either (projections names direct chats only).
-	// Clinical messaging, part 2: the Message fields priority (always present), edited_at,
-	// recalled and acks are in openapi.yaml's Message as optional properties; the read model
-	// does not fill them yet, and nothing here checks fields.
-}
-
 // apiDoc is docs/API.md. When the shared contract is beside the repository
 // (../shared/API.md and ../shared/API-v1.1.md), it must be API.md followed by API-v1.1.md from
 // its second heading on, byte for byte.
@@ -52,7 +35,7 @@ func apiDoc(t *testing.T) string {
 
 // TestAPIDocAgreesWithOpenAPI reads the prose contract (docs/API.md) and checks that
 // openapi.yaml documents every operation it names, with every status it promises, and every
-// error code it lists, except what v11Pending lists (which must not be there yet).
+// error code it lists.
 func TestAPIDocAgreesWithOpenAPI(t *testing.T) {
 	text := apiDoc(t)
 
@@ -95,15 +78,9 @@ func TestAPIDocAgreesWithOpenAPI(t *testing.T) {
 			entries = append(entries, line)
 		}
 	}
-	// named reports whether openapi.yaml has the operation, checking a pending one is absent.
+	// named reports whether openapi.yaml has the operation.
 	named := func(method, path string) bool {
 		_, ok := responses(method, path)
-		if v11Pending[method+" "+path] {
-			if ok {
-				t.Errorf("%s %s is built: remove it from v11Pending", method, path)
-			}
-			return false
-		}
 		if !ok {
 			t.Errorf("API.md names %s %s; openapi.yaml does not", method, path)
 		}
@@ -122,11 +99,7 @@ func TestAPIDocAgreesWithOpenAPI(t *testing.T) {
 		checked++
 		resp, _ := responses(method, path)
 		for _, m := range statusRE.FindAllStringSubmatch(entry, -1) {
-			_, ok := resp[m[1]]
-			switch pending := v11Pending[method+" "+path+" "+m[1]]; {
-			case pending && ok:
-				t.Errorf("%s %s answers %s: remove it from v11Pending", method, path, m[1])
-			case !pending && !ok:
+			if _, ok := resp[m[1]]; !ok {
 				t.Errorf("API.md promises %s for %s %s; openapi.yaml does not list it", m[1], method, path)
 			}
 		}
@@ -164,10 +137,7 @@ func TestAPIDocAgreesWithOpenAPI(t *testing.T) {
 		listed[c] = true
 	}
 	for _, code := range codes {
-		switch {
-		case v11Pending["code "+code] && listed[code]:
-			t.Errorf("error code %s is in openapi.yaml: remove it from v11Pending", code)
-		case !v11Pending["code "+code] && !listed[code]:
+		if !listed[code] {
 			t.Errorf("error code %s of API.md is not in openapi.yaml's Problem code examples", code)
 		}
 	}

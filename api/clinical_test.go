@@ -74,7 +74,7 @@ func TestGroups_UntitledGroupsAndRename(t *testing.T) {
 	// A group without a title is created (API.md: title is optional).
 	r := s.must(s.do("POST", "/v1/conversations", ann, map[string]any{"participant_ids": []string{"bob", "cat"}}), 201, "")
 	g := r.str("id")
-	if r.str("kind") != domain.KindGroup || r.str("title") != "" {
+	if r.str("kind") != domain.KindGroup || r.str("title") != "User bob, User cat" {
 		t.Fatalf("untitled group: %s", r.body)
 	}
 	// One other person and an empty title is an untitled group too, not the direct chat.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/huddle-chat/huddle/commands"
 	"github.com/huddle-chat/huddle/domain"
+	"github.com/huddle-chat/huddle/inbox"
 )
 
 // registerAdminRoutes mounts the directory endpoints (the group already requires role admin).
@@ -209,8 +210,13 @@ func (s *Server) startConversation(c echo.Context) error {
 	if conv.OwnerID != "" {
 		out.OwnerID = &conv.OwnerID
 	}
+	refs := make([]inbox.ParticipantRef, 0, len(conv.Participants))
 	for _, p := range conv.Participants {
 		out.Participants = append(out.Participants, personBody{ID: p.ID, Name: p.Name})
+		refs = append(refs, inbox.ParticipantRef{ID: p.ID, Name: p.Name})
+	}
+	if conv.Kind == domain.KindGroup && conv.Title == "" {
+		out.Title = inbox.UntitledTitle(refs, actorOf(c).UserID)
 	}
 	setPosition(c, conv.Position)
 	status := http.StatusOK

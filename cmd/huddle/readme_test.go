@@ -37,7 +37,8 @@ func readmeBlocks(t *testing.T, heading string) []string {
 // newcomer would after "Run it": huddle on the PATH, the server's environment, the server
 // answering where the README says (its localhost:8080 is this test's port). It must end with
 // Bob reading Alice's message and the message event on his stream; then the "For frontends"
-// block runs on (an urgent message, acknowledged), and must print nothing.
+// block runs on: an urgent message on Bob's urgent list, acknowledged, and after Bob marks the
+// chat read, his receipt as Alice reads it.
 func TestReadme_TryItWalk(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Fatal("the README's walk needs curl: install it (.ci/run does)")
@@ -89,9 +90,15 @@ func TestReadme_TryItWalk(t *testing.T) {
 		Notify   bool   `json:"notify"`
 	}
 	n := len(lines)
-	if n < 2 || lines[n-2] != "event: message" || !strings.HasPrefix(lines[n-1], "data: ") ||
-		json.Unmarshal([]byte(strings.TrimPrefix(lines[n-1], "data: ")), &event) != nil ||
+	if n < 4 || lines[n-4] != "event: message" || !strings.HasPrefix(lines[n-3], "data: ") ||
+		json.Unmarshal([]byte(strings.TrimPrefix(lines[n-3], "data: ")), &event) != nil ||
 		event.Text != "Room 4 is ready for your patient" || event.SenderID != "alice" || !event.Notify {
-		t.Errorf("the walk does not end with the message event on Bob's stream:\n%s", out.String())
+		t.Errorf("\"Try it\" does not end with the message event on Bob's stream:\n%s", out.String())
+	}
+	if n >= 2 && !regexp.MustCompile(`^\{"messages":\[\{.*"text":"Bed 4 needs a doctor now".*"priority":"urgent","acks":\{"acked":\[\],"pending":\["bob"\]\},"conversation_id":"`).MatchString(lines[n-2]) {
+		t.Errorf("\"For frontends\" does not print Bob's urgent list with Alice's urgent message:\n%s", out.String())
+	}
+	if n >= 1 && !regexp.MustCompile(`^\{"receipts":\[.*\{"user_id":"bob","last_read_message_id":"[^"]+","read_at":"[^"]+"\}`).MatchString(lines[n-1]) {
+		t.Errorf("\"For frontends\" does not end with Bob's receipt as Alice reads it:\n%s", out.String())
 	}
 }
