@@ -772,7 +772,8 @@ function messageItem(m) {
       onclick: () => api.download(m.file).catch(showError),
     }, `Download ${m.file.name}`), ` (${formatSize(m.file.size)})`);
   } else body = h('p', { class: 'text' }, m.text);
-  return h('li', { class: `msg ${mine ? 'mine' : 'theirs'}${urgent ? ' urgent' : ''}`, 'data-id': m.id },
+  // An article each, so a screen reader can move from message to message.
+  return h('li', { class: `msg ${mine ? 'mine' : 'theirs'}${urgent ? ' urgent' : ''}`, role: 'article', 'data-id': m.id },
     h('div', { class: 'meta' },
       urgent ? h('strong', { class: 'urgent-mark' }, 'Urgent') : null,
       h('span', { class: 'who' }, mine ? 'You' : nameOf(m.sender_id)),
@@ -1146,7 +1147,13 @@ function renderComposer() {
       urgent.checked = false;
       form.classList.remove('is-urgent');
       if (priority === 'urgent' && !m.acks) m.acks = { acked: [], pending: activeOthers(S.me.id) };
-      if (S.chat === chat) { addMessages([m], 'end'); scrollToEnd(); }
+      if (S.chat === chat) {
+        // The stream may have brought it first: the answer is the message as sent.
+        const shown = chat.messages.get(m.id);
+        if (shown) updateMessage({ ...shown, ...m, acks: shown.acks || m.acks });
+        else addMessages([m], 'end');
+        scrollToEnd();
+      }
     } catch (err) {
       showError(err);
       if (err.code === 'cannot_send') reloadChat().catch(() => {});
