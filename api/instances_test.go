@@ -30,11 +30,18 @@ type instance struct {
 
 func startInstance(t *testing.T, dbURL, natsURL string, secret []byte) *instance {
 	t.Helper()
+	return startInstanceWith(t, dbURL, natsURL, secret, func(*config.Config) {})
+}
+
+// startInstanceWith is startInstance with settings changed by set.
+func startInstanceWith(t *testing.T, dbURL, natsURL string, secret []byte, set func(*config.Config)) *instance {
+	t.Helper()
 	cfg := config.Config{
 		DataDir: t.TempDir(), DatabaseURL: dbURL, NATSURL: natsURL, HTTPAddr: "127.0.0.1:0",
 		StreamMaxAge: 24 * time.Hour, StreamMaxBytes: 256 << 20, StreamReplicas: 1,
 		MaxFileBytes: 1 << 20, ShutdownTimeout: 10 * time.Second, JWTSecret: secret,
 	}
+	set(&cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.Start(ctx, cfg, testenv.Logger(t))
 	if err != nil {

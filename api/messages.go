@@ -1,16 +1,11 @@
 package api
 
 import (
-	"context"
-	"encoding/base64"
 	"errors"
 	"net/http"
-	"strconv"
-	"time"
 
 	"github.com/labstack/echo/v4"
 
-	"github.com/huddle-chat/huddle/domain"
 	"github.com/huddle-chat/huddle/inbox"
 	"github.com/huddle-chat/huddle/internal/commands"
 )
@@ -55,12 +50,6 @@ func (s *Server) recallMessage(c echo.Context) error {
 	return noContent(c, pos, err)
 }
 
-// editedMessageBody is the Message PATCH answers with.
-type editedMessageBody struct {
-	inbox.Message
-	EditedAt string `json:"edited_at"`
-}
-
 func (s *Server) editMessage(c echo.Context) error {
 	id, msg, err := messagePath(c)
 	if err != nil {
@@ -83,12 +72,8 @@ func (s *Server) editMessage(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	// TODO(part2): the read model does not apply MessageEdited yet, so the text and edited_at
-	// come from the edit itself; once it does (and has priority, recalled and acks), answer
-	// with its row as it is.
-	m.Text = edit.Text
 	setPosition(c, edit.Position)
-	return c.JSON(http.StatusOK, editedMessageBody{Message: m, EditedAt: edit.EditedAt.UTC().Format(time.RFC3339Nano)})
+	return c.JSON(http.StatusOK, m)
 }
 
 func (s *Server) renameGroup(c echo.Context) error {
@@ -123,45 +108,19 @@ func (s *Server) renameGroup(c echo.Context) error {
 
 // awaitRead waits until the read models hold the command's position (what a GET with that
 // Huddle-Min-Position waits for), for a command that answers with the read side's view.
-// TODO(part2): awaitMinPosition (api/queries.go) does the same wait for a token; let it call
-// this once that file may change.
 func (s *Server) awaitRead(c echo.Context, pos commands.Position) error {
-	if s.Projections == nil || pos.StreamID == "" || pos.Version < 1 {
-		return nil
-	}
-	ctx, cancel := context.WithTimeout(c.Request().Context(), minPositionWait)
-	defer cancel()
-	err := s.Projections.WaitFor(ctx, pos.StreamID, pos.Version)
-	if err == nil {
-		err = s.Projections.WaitForClinic(ctx, actorOf(c).ClinicID, pos.At)
-	}
-	if err != nil && c.Request().Context().Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-		return problem(http.StatusServiceUnavailable, "projection_lag", "Projection lag",
-			"the change is stored, but the read models have not caught up with it yet; read it again shortly")
-	}
-	return err
+	return s.awaitPosition(c, pos, "the change is stored, but the read models have not caught up with it yet; read it again shortly")
 }
 
-// readMessage returns one message as the caller's message list shows it: the newest they can
-// see at or before its version.
-// TODO(part2): replace with a lookup of one message on the read side; this builds the list's
-// cursor (projections' "v<version>", base64url) to ask for a page of one.
+// readMessage returns one message as the caller's message list shows it.
 func (s *Server) readMessage(c echo.Context, conversationID, messageID string) (inbox.Message, error) {
 	if s.Queries == nil {
 		return inbox.Message{}, errors.New("api: no read side to answer an edit with")
 	}
 	a := actorOf(c)
-	_, version, ok := domain.ParseMessageID(messageID)
-	if !ok {
+	m, err := s.Queries.Message(c.Request().Context(), a.ClinicID, a.UserID, conversationID, messageID)
+	if errors.Is(err, inbox.ErrNotFound) {
 		return inbox.Message{}, notFound("no such message")
 	}
-	before := base64.RawURLEncoding.EncodeToString([]byte("v" + strconv.FormatInt(version+1, 10)))
-	page, err := s.Queries.Messages(c.Request().Context(), a.ClinicID, a.UserID, conversationID, before, 1)
-	if err != nil {
-		return inbox.Message{}, queryErr(err, "")
-	}
-	if len(page.Messages) != 1 || page.Messages[0].ID != messageID {
-		return inbox.Message{}, notFound("no such message")
-	}
-	return page.Messages[0], nil
+	return m, err
 }

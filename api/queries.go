@@ -12,6 +12,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"github.com/huddle-chat/huddle/inbox"
+	"github.com/huddle-chat/huddle/internal/commands"
 )
 
 // minPositionWait bounds how long a GET waits for the read models to catch up with the
@@ -29,6 +30,8 @@ func (s *Server) registerQueryRoutes(g *echo.Group) {
 	g.GET("/conversations/:id", s.getConversation, staff, s.awaitMinPosition)
 	g.GET("/conversations/:id/messages", s.listMessages, staff, s.awaitMinPosition)
 	g.GET("/unread", s.getUnread, staff, s.awaitMinPosition)
+	g.GET("/urgent", s.getUrgent, staff, s.awaitMinPosition)
+	g.GET("/conversations/:id/receipts", s.getReceipts, staff, s.awaitMinPosition)
 }
 
 // awaitMinPosition makes a GET carrying Huddle-Min-Position wait until the projections that
@@ -44,28 +47,38 @@ func (s *Server) awaitMinPosition(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			return invalid("header " + headerMinPosition + ": malformed position token")
 		}
-		if s.Projections != nil {
-			ctx, cancel := context.WithTimeout(c.Request().Context(), minPositionWait)
-			err := s.Projections.WaitFor(ctx, pos.StreamID, pos.Version)
-			if err == nil {
-				// The token is signed for the caller's clinic, so all it names is in that
-				// clinic: another clinic's backlog or stuck event does not hold this read.
-				err = s.Projections.WaitForClinic(ctx, actorOf(c).ClinicID, pos.At)
-			}
-			cancel()
-			if err != nil {
-				if c.Request().Context().Err() != nil {
-					return c.Request().Context().Err()
-				}
-				if errors.Is(err, context.DeadlineExceeded) {
-					return problem(http.StatusServiceUnavailable, "projection_lag", "Projection lag",
-						"the read models have not caught up with your last write yet; retry shortly")
-				}
-				return err
-			}
+		if err := s.awaitPosition(c, pos, "the read models have not caught up with your last write yet; retry shortly"); err != nil {
+			return err
 		}
 		return next(c)
 	}
+}
+
+// awaitPosition waits until the projections that read pos's stream have applied its version,
+// and every projection of the caller's clinic everything stored before it; past
+// minPositionWait, 503 projection_lag with detail.
+func (s *Server) awaitPosition(c echo.Context, pos commands.Position, detail string) error {
+	if s.Projections == nil || pos.StreamID == "" || pos.Version < 1 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(c.Request().Context(), minPositionWait)
+	defer cancel()
+	err := s.Projections.WaitFor(ctx, pos.StreamID, pos.Version)
+	if err == nil {
+		// The token is signed for the caller's clinic, so all it names is in that clinic:
+		// another clinic's backlog or stuck event does not hold this read.
+		err = s.Projections.WaitForClinic(ctx, actorOf(c).ClinicID, pos.At)
+	}
+	if err == nil {
+		return nil
+	}
+	if c.Request().Context().Err() != nil {
+		return c.Request().Context().Err()
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return problem(http.StatusServiceUnavailable, "projection_lag", "Projection lag", detail)
+	}
+	return err
 }
 
 // queryLimit reads ?limit= (default 20); anything but an integer in 1..100 is a 400.
@@ -201,6 +214,28 @@ func (s *Server) listMessages(c echo.Context) error {
 		return queryErr(err, "before")
 	}
 	return c.JSON(http.StatusOK, page)
+}
+
+func (s *Server) getUrgent(c echo.Context) error {
+	a := actorOf(c)
+	u, err := s.Queries.Urgent(c.Request().Context(), a.ClinicID, a.UserID)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, u)
+}
+
+func (s *Server) getReceipts(c echo.Context) error {
+	a := actorOf(c)
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	r, err := s.Queries.Receipts(c.Request().Context(), a.ClinicID, a.UserID, id)
+	if err != nil {
+		return queryErr(err, "")
+	}
+	return c.JSON(http.StatusOK, r)
 }
 
 func (s *Server) getUnread(c echo.Context) error {

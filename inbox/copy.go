@@ -42,6 +42,15 @@ func (d *copyData) int8(v int64) {
 	d.buf = binary.BigEndian.AppendUint64(d.buf, uint64(v))
 }
 
+func (d *copyData) bool(v bool) {
+	b := byte(0)
+	if v {
+		b = 1
+	}
+	d.buf = binary.BigEndian.AppendUint32(d.buf, 1)
+	d.buf = append(d.buf, b)
+}
+
 func (d *copyData) timestamptz(t time.Time) { d.int8(t.UnixMicro() - pgEpoch) }
 
 // send COPYs the rows into table's columns on conn.
@@ -95,6 +104,7 @@ func copyMessages(ctx context.Context, conn *pgx.Conn, d *copyData, rows []messa
 		}
 		d.timestamptz(m.sentAt)
 		d.int8(m.position)
+		d.bool(m.urgent)
 	}
 	return d.send(ctx, conn, "messages", messageColumns)
 }

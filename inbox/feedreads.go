@@ -14,9 +14,7 @@ var (
 		WHERE clinic_id = $1 AND conversation_id = $2 AND from_version <= $3 AND (to_version IS NULL OR to_version >= $3)
 		ORDER BY user_id`
 	sqlInboxUsers = `SELECT user_id FROM inbox WHERE clinic_id = $1 AND conversation_id = $2 ORDER BY user_id`
-	sqlMessageAt  = `SELECT m.version, m.message_id, m.sender_id, m.kind, m.text,
-		m.file_id, m.file_name, m.file_size, m.file_content_type, m.file_sha256,
-		m.system_event, m.system_actor_id, m.system_subject_id, m.sent_at
+	sqlMessageAt  = `SELECT ` + messageCols + `
 		FROM messages m WHERE m.clinic_id = $1 AND m.conversation_id = $2 AND m.version = $3`
 	// sqlMutedAt names the users who can see message version $3 of conversation $2 and had
 	// muted it when the message was stored (global position $4): the inbox projection's rule
@@ -86,6 +84,31 @@ type MessageEvent struct {
 
 // Plain reports a text or file message (not a system line).
 func (m *MessageEvent) Plain() bool { return len(m.Messages) == 1 && m.Messages[0].Kind != "system" }
+
+// QueueMessageAt queues on b the reads that fill m (without Muted) for the message at version
+// msg of conv, with the members who could see version seersAt.
+func QueueMessageAt(b *pgx.Batch, clinic, conv string, seersAt, msg int64, m *MessageEvent) {
+	b.Queue(sqlSeers, clinic, conv, seersAt).Query(func(rows pgx.Rows) (err error) {
+		m.Seers, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	b.Queue(sqlMessageAt, clinic, conv, msg).Query(func(rows pgx.Rows) (err error) {
+		m.Messages, err = pgx.CollectRows(rows, scanMessage)
+		return err
+	})
+}
+
+// QueueReceipt queues on b the read of user's receipt in conv; fn gets it when user is an
+// active member.
+func QueueReceipt(b *pgx.Batch, clinic, conv, user string, fn func(Receipt)) {
+	b.Queue(sqlReceipts, clinic, conv, user).Query(func(rows pgx.Rows) error {
+		rs, err := pgx.CollectRows(rows, scanReceipt)
+		if err == nil && len(rs) == 1 {
+			fn(rs[0])
+		}
+		return err
+	})
+}
 
 // QueueMessageEvent queues on b the reads that fill m for conversation event e.
 func QueueMessageEvent(b *pgx.Batch, clinic, conv string, e eventstore.RecordedEvent, m *MessageEvent) {

@@ -2,7 +2,6 @@ package inbox
 
 import (
 	"time"
-	"unicode/utf8"
 
 	"github.com/huddle-chat/huddle/domain"
 	"github.com/huddle-chat/huddle/eventstore"
@@ -33,9 +32,7 @@ const Name = "inbox"
 //
 // Each derived rule (visibility, counting, muted at that moment, unread, unarchive) is stated
 // once, its SQL beside the Go twin a rebuild's load uses, in rules.go.
-var tables = []string{"conversations", "participants", "visibility", "messages", "inbox", "member_prefs"}
-
-const previewRunes = 120
+var tables = []string{"conversations", "participants", "visibility", "messages", "inbox", "member_prefs", "message_acks"}
 
 const (
 	sqlConvStarted = `INSERT INTO conversations (clinic_id, conversation_id, kind, title, owner_id, started_by, started_at)
@@ -54,8 +51,8 @@ const (
 	// sqlInsertMessage's columns are messageColumns, in order (a rebuild COPYs them).
 	sqlInsertMessage = `INSERT INTO messages (clinic_id, conversation_id, version, message_id, sender_id, kind, text,
 		file_id, file_name, file_size, file_content_type, file_sha256,
-		system_event, system_actor_id, system_subject_id, sent_at, position)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`
+		system_event, system_actor_id, system_subject_id, sent_at, position, urgent)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)`
 
 	sqlParticipantAdded = `INSERT INTO participants (clinic_id, conversation_id, user_id, role, state, join_order, joined_version)
 		VALUES ($1, $2, $3, 'member', 'active',
@@ -91,8 +88,18 @@ const (
 		ON CONFLICT (clinic_id, user_id, conversation_id) DO UPDATE
 		SET archived = EXCLUDED.archived,
 		    archived_position = CASE WHEN EXCLUDED.archived THEN EXCLUDED.archived_position ELSE member_prefs.archived_position END`
-	sqlPrefRead = `INSERT INTO member_prefs (clinic_id, user_id, conversation_id, read_version) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (clinic_id, user_id, conversation_id) DO UPDATE SET read_version = EXCLUDED.read_version`
+	sqlPrefRead = `INSERT INTO member_prefs (clinic_id, user_id, conversation_id, read_version, read_at) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (clinic_id, user_id, conversation_id) DO UPDATE SET read_version = EXCLUDED.read_version, read_at = EXCLUDED.read_at`
+
+	// An acknowledgement of the urgent message at version $3 (the domain records one per member).
+	sqlAcknowledged = `INSERT INTO message_acks (clinic_id, conversation_id, version, user_id, at) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT DO NOTHING`
+	// An edit replaces the text (the original stays in the store for auditors).
+	sqlEdited = `UPDATE messages SET text = $4, edited_at = $5 WHERE clinic_id = $1 AND conversation_id = $2 AND version = $3`
+	// A recall keeps the message's place and drops its text and file.
+	sqlRecalled = `UPDATE messages SET recalled = true, text = '', file_id = NULL, file_name = NULL, file_size = NULL,
+		file_content_type = NULL, file_sha256 = NULL
+		WHERE clinic_id = $1 AND conversation_id = $2 AND version = $3`
 )
 
 // ReadModel returns the inbox read model for the engine; after runs after each live batch (the
@@ -149,12 +156,12 @@ func apply(b *writer, e eventstore.RecordedEvent, ev domain.Event) error {
 		b.conversationStarted(clinic, id, v, x, at)
 	case domain.MessageSent:
 		b.message(messageRow{clinic: clinic, conv: id, version: v, id: x.MessageID, sender: x.SenderID, kind: "text",
-			text: x.Text, sentAt: at, position: e.Position})
-		b.derived(sqlFanOut, clinic, id, x.MessageID, x.SenderID, preview(x.Text), at, true, v, e.Position)
+			text: x.Text, sentAt: at, position: e.Position, urgent: x.Urgent()})
+		b.derived(sqlFanOut, clinic, id, x.MessageID, x.SenderID, preview(x.Text), at, true, v, e.Position, x.Urgent())
 	case domain.FileShared:
 		b.message(messageRow{clinic: clinic, conv: id, version: v, id: x.MessageID, sender: x.SenderID, kind: "file",
 			file: &fileRef{x.FileID, x.Name, x.Size, x.ContentType, x.SHA256}, sentAt: at, position: e.Position})
-		b.derived(sqlFanOut, clinic, id, x.MessageID, x.SenderID, preview(x.Name), at, true, v, e.Position)
+		b.derived(sqlFanOut, clinic, id, x.MessageID, x.SenderID, preview(x.Name), at, true, v, e.Position, false)
 	case domain.ParticipantAdded:
 		b.add(sqlParticipantAdded, clinic, id, x.UserID, v)
 		b.visibilityOpen(inboxKey{clinic, x.UserID, id}, v)
@@ -179,6 +186,18 @@ func apply(b *writer, e eventstore.RecordedEvent, ev domain.Event) error {
 		systemMessage(b, e, clinic, id, x)
 	case domain.GroupDeleted:
 		b.add(sqlDeleted, clinic, id)
+	case domain.MessageAcknowledged:
+		if version, ok := messageVersion(id, x.MessageID); ok {
+			b.add(sqlAcknowledged, clinic, id, version, x.UserID, at)
+		}
+	case domain.MessageEdited:
+		if version, ok := messageVersion(id, x.MessageID); ok {
+			b.changed(messageKey{clinic, id, version}, x.MessageID, messageChange{text: x.Text, editedAt: at})
+		}
+	case domain.MessageRecalled:
+		if version, ok := messageVersion(id, x.MessageID); ok {
+			b.changed(messageKey{clinic, id, version}, x.MessageID, messageChange{recalled: true})
+		}
 
 	case domain.ConversationMuted:
 		b.prefMuted(inboxKey{clinic, id, x.ConversationID}, true, e.Position)
@@ -189,7 +208,7 @@ func apply(b *writer, e eventstore.RecordedEvent, ev domain.Event) error {
 	case domain.ConversationUnarchived:
 		b.prefArchived(inboxKey{clinic, id, x.ConversationID}, false, e.Position)
 	case domain.ReadMarkerMoved:
-		b.prefRead(inboxKey{clinic, id, x.ConversationID}, x.UpToVersion)
+		b.prefRead(inboxKey{clinic, id, x.ConversationID}, x.UpToVersion, at)
 	}
 	return nil
 }
@@ -308,15 +327,47 @@ func (s *writer) prefArchived(k inboxKey, archived bool, pos int64) {
 	s.add(sqlPrefArchived, k.clinic, k.user, k.conv, archived, pos)
 }
 
-// prefRead moves the read marker (sqlPrefRead).
-func (s *writer) prefRead(k inboxKey, version int64) {
+// prefRead moves the read marker, at time at (sqlPrefRead).
+func (s *writer) prefRead(k inboxKey, version int64, at time.Time) {
 	if s.load != nil {
 		p, _ := s.load.inbox.pref(k)
-		p.read = version
+		p.read, p.readAt = version, &at
 		return
 	}
-	s.add(sqlPrefRead, k.clinic, k.user, k.conv, version)
+	s.add(sqlPrefRead, k.clinic, k.user, k.conv, version, at)
 	s.derived(sqlRecountUnread, k.clinic, k.user, k.conv, version)
+}
+
+// messageVersion returns the version of a message of conversation conv named by id.
+func messageVersion(conv, id string) (int64, bool) {
+	c, v, ok := domain.ParseMessageID(id)
+	return v, ok && c == conv
+}
+
+// messageChange is an edit (new text, at editedAt) or a recall of a message.
+type messageChange struct {
+	text     string
+	editedAt time.Time
+	recalled bool
+}
+
+// changed edits or recalls the message at k (sqlEdited, sqlRecalled) and keeps the inbox
+// rows that show it right: the preview of an edited last message, and for a recall the last
+// message and unread counts (sqlLastAfterChange, sqlRecountUnreadAfterRecall). A load keeps
+// the change in memory and applies it once the messages are all copied (inboxLoad.write).
+func (s *writer) changed(k messageKey, id string, c messageChange) {
+	if s.load != nil {
+		s.load.inbox.change(k, c)
+		return
+	}
+	if c.recalled {
+		s.add(sqlRecalled, k.clinic, k.conv, k.version)
+		s.derived(sqlLastAfterChange, k.clinic, k.conv, id)
+		s.derived(sqlRecountUnreadAfterRecall, k.clinic, k.conv)
+		return
+	}
+	s.add(sqlEdited, k.clinic, k.conv, k.version, c.text, c.editedAt)
+	s.derived(sqlLastAfterChange, k.clinic, k.conv, id)
 }
 
 // systemMessage stores the system line a conversation event shows as (domain.SystemMessageOf:
@@ -332,7 +383,7 @@ func systemMessage(b *writer, e eventstore.RecordedEvent, clinic, conv string, e
 	id := domain.MessageID(conv, e.StreamVersion)
 	b.message(messageRow{clinic: clinic, conv: conv, version: e.StreamVersion, id: id, sender: sys.ActorID, kind: "system",
 		system: &sys, sentAt: at, position: e.Position})
-	b.derived(sqlFanOut, clinic, conv, id, sys.ActorID, systemPreview(sys.Event), at, false, e.StreamVersion, e.Position)
+	b.derived(sqlFanOut, clinic, conv, id, sys.ActorID, systemPreview(sys.Event), at, false, e.StreamVersion, e.Position, false)
 }
 
 // messageRow is one row of messages.
@@ -345,6 +396,9 @@ type messageRow struct {
 	system           *domain.SystemMessage // kind "system"
 	sentAt           time.Time
 	position         int64
+	urgent           bool
+	editedAt         *time.Time
+	recalled         bool
 }
 
 type fileRef struct {
@@ -356,12 +410,12 @@ type fileRef struct {
 
 var messageColumns = []string{"clinic_id", "conversation_id", "version", "message_id", "sender_id", "kind", "text",
 	"file_id", "file_name", "file_size", "file_content_type", "file_sha256",
-	"system_event", "system_actor_id", "system_subject_id", "sent_at", "position"}
+	"system_event", "system_actor_id", "system_subject_id", "sent_at", "position", "urgent"}
 
 // values returns the row's values in messageColumns order (sqlInsertMessage's parameters).
 func (m *messageRow) values() []any {
 	v := []any{m.clinic, m.conv, m.version, m.id, m.sender, m.kind, m.text,
-		nil, nil, nil, nil, nil, nil, nil, nil, m.sentAt, m.position}
+		nil, nil, nil, nil, nil, nil, nil, nil, m.sentAt, m.position, m.urgent}
 	if f := m.file; f != nil {
 		v[7], v[8], v[9], v[10], v[11] = f.id, f.name, f.size, f.contentType, f.sha256
 	}
@@ -380,28 +434,4 @@ func (m *messageRow) preview() string {
 		return preview(m.file.name)
 	}
 	return preview(m.text)
-}
-
-func preview(s string) string {
-	if utf8.RuneCountInString(s) <= previewRunes {
-		return s
-	}
-	r := []rune(s)
-	return string(r[:previewRunes]) + "…"
-}
-
-func systemPreview(event string) string {
-	switch event {
-	case domain.SystemParticipantAdded:
-		return "added a participant"
-	case domain.SystemParticipantRemoved:
-		return "removed a participant"
-	case domain.SystemParticipantLeft:
-		return "left the group"
-	case domain.SystemGroupRenamed:
-		return "renamed the group"
-	case domain.SystemOwnershipPassed:
-		return "passed on ownership"
-	}
-	return event
 }

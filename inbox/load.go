@@ -78,7 +78,9 @@ type inboxLoad struct {
 	rows    map[inboxKey]*inboxRow
 	prefs   map[inboxKey]*memberPref
 	convs   map[convKey]*convMessages
-	senders map[string]int32 // user id → index, so a message keeps 4 bytes for its sender
+	senders map[string]int32             // user id → index, so a message keeps 4 bytes for its sender
+	edits   map[messageKey]messageChange // the latest edit of each edited message
+	recalls map[messageKey]bool
 }
 
 // inboxKey is the key of inbox and member_prefs, and of a user's visibility windows.
@@ -95,8 +97,10 @@ type convMessages struct {
 
 type msgMeta struct {
 	version, position int64
+	at                int64 // sent_at, Unix microseconds
 	sender            int32
 	system            bool
+	urgent, recalled  bool
 }
 
 // inboxRow is one row of inbox (inboxColumns).
@@ -121,14 +125,25 @@ type memberPref struct {
 	archived   bool
 	archivedAt int64
 	read       int64
+	readAt     *time.Time
 }
 
 var memberPrefColumns = []string{"clinic_id", "user_id", "conversation_id", "muted", "mute_toggles", "archived",
-	"archived_position", "read_version"}
+	"archived_position", "read_version", "read_at"}
 
 func newInboxLoad() inboxLoad {
 	return inboxLoad{windows: map[inboxKey][]window{}, rows: map[inboxKey]*inboxRow{}, prefs: map[inboxKey]*memberPref{},
-		convs: map[convKey]*convMessages{}, senders: map[string]int32{}}
+		convs: map[convKey]*convMessages{}, senders: map[string]int32{}, edits: map[messageKey]messageChange{},
+		recalls: map[messageKey]bool{}}
+}
+
+// change keeps an edit or a recall of the message at k, for write.
+func (l *inboxLoad) change(k messageKey, c messageChange) {
+	if c.recalled {
+		l.recalls[k] = true
+		return
+	}
+	l.edits[k] = c
 }
 
 // openWindow opens a window at version v unless k has one from v already.
@@ -163,7 +178,8 @@ func (l *inboxLoad) message(m *messageRow) {
 		s = int32(len(l.senders))
 		l.senders[m.sender] = s
 	}
-	c.msgs = append(c.msgs, msgMeta{version: m.version, position: m.position, sender: s, system: m.kind == "system"})
+	c.msgs = append(c.msgs, msgMeta{version: m.version, position: m.position, at: m.sentAt.UnixMicro(), sender: s,
+		system: m.kind == "system", urgent: m.urgent})
 	if len(c.msgs) == 1 || m.version >= c.last.version {
 		c.last = *m
 	}
@@ -232,6 +248,9 @@ func (l *inboxLoad) write(ctx context.Context, tx pgx.Tx) error {
 			slices.SortStableFunc(c.msgs, byVersion)
 		}
 	}
+	if err := l.applyChanges(ctx, tx); err != nil {
+		return err
+	}
 	rows := make([]*inboxRow, 0, len(l.rows))
 	var older []*inboxRow // rows whose last message is not their conversation's latest
 	var olderKeys []messageKey
@@ -266,7 +285,7 @@ func (l *inboxLoad) write(ctx context.Context, tx pgx.Tx) error {
 		}
 	}
 	for k, p := range l.prefs {
-		prefs = append(prefs, []any{k.clinic, k.user, k.conv, p.muted, p.toggles, p.archived, p.archivedAt, p.read})
+		prefs = append(prefs, []any{k.clinic, k.user, k.conv, p.muted, p.toggles, p.archived, p.archivedAt, p.read, p.readAt})
 	}
 	for _, c := range []struct {
 		table   string
@@ -291,6 +310,61 @@ func (l *inboxLoad) write(ctx context.Context, tx pgx.Tx) error {
 type messageKey struct {
 	clinic, conv string
 	version      int64
+}
+
+// The edits and recalls of a load, applied to the copied messages at the end (sqlEdited and
+// sqlRecalled for many at once: every edit before every recall, as the store has them; a
+// recalled message cannot be edited).
+const (
+	sqlEditAll = `UPDATE messages m SET text = u.text, edited_at = u.at
+		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::timestamptz[]) AS u(clinic_id, conversation_id, version, text, at)
+		WHERE m.clinic_id = u.clinic_id AND m.conversation_id = u.conversation_id AND m.version = u.version`
+	sqlRecallAll = `UPDATE messages m SET recalled = true, text = '', file_id = NULL, file_name = NULL, file_size = NULL,
+		file_content_type = NULL, file_sha256 = NULL
+		FROM unnest($1::text[], $2::text[], $3::bigint[]) AS u(clinic_id, conversation_id, version)
+		WHERE m.clinic_id = u.clinic_id AND m.conversation_id = u.conversation_id AND m.version = u.version`
+)
+
+// applyChanges writes the load's edits and recalls to the messages table and to what write
+// derives from (the recalled flags, each conversation's latest row).
+func (l *inboxLoad) applyChanges(ctx context.Context, tx pgx.Tx) error {
+	if len(l.edits) > 0 {
+		var clinics, convs, texts []string
+		var versions []int64
+		var ats []time.Time
+		for k, e := range l.edits {
+			clinics, convs, versions, texts, ats = append(clinics, k.clinic), append(convs, k.conv), append(versions, k.version),
+				append(texts, e.text), append(ats, e.editedAt)
+			if c := l.convs[convKey{k.clinic, k.conv}]; c != nil && c.last.version == k.version {
+				at := e.editedAt
+				c.last.text, c.last.editedAt = e.text, &at
+			}
+		}
+		if _, err := tx.Exec(ctx, sqlEditAll, clinics, convs, versions, texts, ats); err != nil {
+			return fmt.Errorf("edits: %w", err)
+		}
+	}
+	if len(l.recalls) > 0 {
+		var clinics, convs []string
+		var versions []int64
+		for k := range l.recalls {
+			clinics, convs, versions = append(clinics, k.clinic), append(convs, k.conv), append(versions, k.version)
+			c := l.convs[convKey{k.clinic, k.conv}]
+			if c == nil {
+				continue
+			}
+			if i, found := slices.BinarySearchFunc(c.msgs, k.version, func(m msgMeta, v int64) int { return cmp.Compare(m.version, v) }); found {
+				c.msgs[i].recalled = true
+			}
+			if c.last.version == k.version {
+				c.last.recalled, c.last.text, c.last.file = true, "", nil
+			}
+		}
+		if _, err := tx.Exec(ctx, sqlRecallAll, clinics, convs, versions); err != nil {
+			return fmt.Errorf("recalls: %w", err)
+		}
+	}
+	return nil
 }
 
 // readLast reads the last messages of rows (keys: theirs) from the messages table.

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/huddle-chat/huddle/directory"
+	"github.com/huddle-chat/huddle/domain"
 )
 
 // Errors the queries return; the API maps them to 404 and 400.
@@ -122,8 +123,51 @@ type Message struct {
 	File     *FileRef    `json:"file,omitempty"`
 	System   *SystemInfo `json:"system,omitempty"`
 	SentAt   time.Time   `json:"sent_at"`
+	Priority string      `json:"priority"`
+	// EditedAt is the time of the latest edit (the text is that edit's).
+	EditedAt *time.Time `json:"edited_at,omitempty"`
+	// Recalled: the message keeps its place, without its text or file.
+	Recalled bool `json:"recalled,omitempty"`
+	// Acks is set on urgent messages.
+	Acks *Acks `json:"acks,omitempty"`
 	// Version is the message's position in its conversation (not part of the JSON).
 	Version int64 `json:"-"`
+}
+
+// Acks is who acknowledged an urgent message and who still has to (pendingExpr).
+type Acks struct {
+	Acked   []Ack    `json:"acked"`
+	Pending []string `json:"pending"`
+}
+
+// Ack is one acknowledgement.
+type Ack struct {
+	UserID string    `json:"user_id"`
+	At     time.Time `json:"at"`
+}
+
+// UrgentMessage is a message of the urgent list: a Message plus its conversation.
+type UrgentMessage struct {
+	Message
+	ConversationID string `json:"conversation_id"`
+}
+
+// UrgentList is the body of GET /v1/urgent.
+type UrgentList struct {
+	Messages []UrgentMessage `json:"messages"`
+}
+
+// Receipt is one member's read marker: the latest message at or before it that they can see,
+// and when they moved it (nulls: they have read nothing).
+type Receipt struct {
+	UserID            string     `json:"user_id"`
+	LastReadMessageID *string    `json:"last_read_message_id"`
+	ReadAt            *time.Time `json:"read_at"`
+}
+
+// Receipts is the body of GET /v1/conversations/{id}/receipts.
+type Receipts struct {
+	Receipts []Receipt `json:"receipts"`
 }
 
 // MessagePage is one page of messages, oldest first.
@@ -345,7 +389,37 @@ func (q *Queries) fillParticipants(ctx context.Context, clinicID, userID string,
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("participants: %w", err)
 	}
+	for i := range sums {
+		nameUntitled(&sums[i], userID)
+	}
 	return nil
+}
+
+// untitledNames is how many names an untitled group's title lists before "+N".
+const untitledNames = 3
+
+// nameUntitled titles a group nobody named (API-v1.1 "Groups") after its other active
+// participants, as the caller sees them: "Ann Lee, Bob Cruz, Cat Ma +2".
+func nameUntitled(s *Summary, userID string) {
+	if s.Kind != "group" || s.Title != "" {
+		return
+	}
+	var names []string
+	for _, p := range s.Participants {
+		if p.ID == userID {
+			continue
+		}
+		name := p.Name
+		if name == "" {
+			name = p.ID
+		}
+		names = append(names, name)
+	}
+	if len(names) > untitledNames {
+		s.Title = strings.Join(names[:untitledNames], ", ") + " +" + strconv.Itoa(len(names)-untitledNames)
+		return
+	}
+	s.Title = strings.Join(names, ", ")
 }
 
 // addParticipant adds p to the summary as userID sees it: active participants are listed, and
@@ -366,6 +440,7 @@ func WithParticipants(s *Summary, parts []Participant, userID string) {
 	for _, p := range parts {
 		addParticipant(s, p, userID)
 	}
+	nameUntitled(s, userID)
 }
 
 const sqlCanSee = `SELECT EXISTS (SELECT 1 FROM inbox i
@@ -375,9 +450,19 @@ const sqlCanSee = `SELECT EXISTS (SELECT 1 FROM inbox i
 // visibleExpr: message m is one the caller ($3) can see (visibleTo).
 var visibleExpr = visibleTo("$3", "m.version")
 
-var sqlMessages = `SELECT m.version, m.message_id, m.sender_id, m.kind, m.text,
+// messageCols are the columns scanMessage reads, of message m: the row and, for an urgent
+// message, who acknowledged it (in order) and who still has to (pendingExpr, in join order).
+var messageCols = `m.version, m.message_id, m.sender_id, m.kind, m.text,
 		m.file_id, m.file_name, m.file_size, m.file_content_type, m.file_sha256,
-		m.system_event, m.system_actor_id, m.system_subject_id, m.sent_at
+		m.system_event, m.system_actor_id, m.system_subject_id, m.sent_at, m.urgent, m.edited_at, m.recalled,
+		CASE WHEN m.urgent THEN ARRAY(SELECT a.user_id FROM message_acks a WHERE a.clinic_id = m.clinic_id
+			AND a.conversation_id = m.conversation_id AND a.version = m.version ORDER BY a.at, a.user_id) END,
+		CASE WHEN m.urgent THEN ARRAY(SELECT a.at FROM message_acks a WHERE a.clinic_id = m.clinic_id
+			AND a.conversation_id = m.conversation_id AND a.version = m.version ORDER BY a.at, a.user_id) END,
+		CASE WHEN m.urgent THEN ARRAY(SELECT p.user_id FROM participants p WHERE p.clinic_id = m.clinic_id
+			AND p.conversation_id = m.conversation_id AND ` + pendingExpr + ` ORDER BY p.join_order) END`
+
+var sqlMessages = `SELECT ` + messageCols + `
 	FROM messages m
 	WHERE m.clinic_id = $1 AND m.conversation_id = $2 AND m.version < $4 AND ` + visibleExpr + `
 	ORDER BY m.version DESC
@@ -385,6 +470,103 @@ var sqlMessages = `SELECT m.version, m.message_id, m.sender_id, m.kind, m.text,
 
 var sqlMessageVersion = `SELECT m.version FROM messages m
 	WHERE m.clinic_id = $1 AND m.conversation_id = $2 AND m.message_id = $4 AND ` + visibleExpr
+
+var sqlOneMessage = `SELECT ` + messageCols + ` FROM messages m
+	WHERE m.clinic_id = $1 AND m.conversation_id = $2 AND m.message_id = $4 AND ` + visibleExpr + `
+	  AND EXISTS (SELECT 1 FROM conversations c WHERE c.clinic_id = $1 AND c.conversation_id = $2 AND NOT c.deleted)`
+
+// sqlUrgent: the urgent messages $2 still has to acknowledge (pendingExpr with p their own
+// participant row), oldest first, whatever mute and archive say.
+var sqlUrgent = `SELECT ` + messageCols + `, m.conversation_id
+	FROM inbox i
+	JOIN conversations c ON c.clinic_id = i.clinic_id AND c.conversation_id = i.conversation_id AND NOT c.deleted
+	JOIN participants p ON p.clinic_id = i.clinic_id AND p.conversation_id = i.conversation_id AND p.user_id = i.user_id
+	JOIN messages m ON m.clinic_id = i.clinic_id AND m.conversation_id = i.conversation_id AND m.version > p.joined_version
+		AND m.urgent AND NOT m.recalled
+	WHERE i.clinic_id = $1 AND i.user_id = $2 AND i.membership = 'active' AND ` + pendingExpr + `
+	ORDER BY m.position`
+
+// sqlReceipts: the read markers of conversation $2's active members ($3: only that one).
+var sqlReceipts = `SELECT pp.user_id,
+		(SELECT m.message_id FROM messages m
+		 WHERE m.clinic_id = pp.clinic_id AND m.conversation_id = pp.conversation_id AND m.version <= pr.read_version
+		   AND ` + visibleTo("pp.user_id", "m.version") + `
+		 ORDER BY m.version DESC LIMIT 1),
+		pr.read_at
+	FROM participants pp
+	LEFT JOIN member_prefs pr ON pr.clinic_id = pp.clinic_id AND pr.user_id = pp.user_id AND pr.conversation_id = pp.conversation_id
+	WHERE pp.clinic_id = $1 AND pp.conversation_id = $2 AND pp.state = 'active' AND ($3 = '' OR pp.user_id = $3)
+	ORDER BY pp.join_order`
+
+// Message returns one message as the caller's message list shows it, or ErrNotFound.
+func (q *Queries) Message(ctx context.Context, clinicID, userID, conversationID, messageID string) (Message, error) {
+	rows, err := q.pool.Query(ctx, sqlOneMessage, clinicID, conversationID, userID, messageID)
+	if err != nil {
+		return Message{}, fmt.Errorf("message: %w", err)
+	}
+	msgs, err := pgx.CollectRows(rows, scanMessage)
+	if err != nil {
+		return Message{}, fmt.Errorf("message: %w", err)
+	}
+	if len(msgs) != 1 {
+		return Message{}, ErrNotFound
+	}
+	return msgs[0], nil
+}
+
+// Urgent returns the urgent messages the caller still has to acknowledge, oldest first.
+func (q *Queries) Urgent(ctx context.Context, clinicID, userID string) (UrgentList, error) {
+	rows, err := q.pool.Query(ctx, sqlUrgent, clinicID, userID)
+	if err != nil {
+		return UrgentList{}, fmt.Errorf("urgent: %w", err)
+	}
+	msgs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (UrgentMessage, error) {
+		var u UrgentMessage
+		err := scanMessageInto(r, &u.Message, &u.ConversationID)
+		return u, err
+	})
+	if err != nil {
+		return UrgentList{}, fmt.Errorf("urgent: %w", err)
+	}
+	if msgs == nil {
+		msgs = []UrgentMessage{}
+	}
+	return UrgentList{Messages: msgs}, nil
+}
+
+// Receipts returns the read markers of the conversation's active members, or ErrNotFound if
+// the caller never took part in it or it was deleted.
+func (q *Queries) Receipts(ctx context.Context, clinicID, userID, conversationID string) (Receipts, error) {
+	var ok bool
+	if err := q.pool.QueryRow(ctx, sqlCanSee, clinicID, userID, conversationID).Scan(&ok); err != nil {
+		return Receipts{}, fmt.Errorf("receipts: %w", err)
+	}
+	if !ok {
+		return Receipts{}, ErrNotFound
+	}
+	rows, err := q.pool.Query(ctx, sqlReceipts, clinicID, conversationID, "")
+	if err != nil {
+		return Receipts{}, fmt.Errorf("receipts: %w", err)
+	}
+	rs, err := pgx.CollectRows(rows, scanReceipt)
+	if err != nil {
+		return Receipts{}, fmt.Errorf("receipts: %w", err)
+	}
+	if rs == nil {
+		rs = []Receipt{}
+	}
+	return Receipts{Receipts: rs}, nil
+}
+
+func scanReceipt(r pgx.CollectableRow) (Receipt, error) {
+	var x Receipt
+	err := r.Scan(&x.UserID, &x.LastReadMessageID, &x.ReadAt)
+	if x.ReadAt != nil {
+		t := x.ReadAt.UTC()
+		x.ReadAt = &t
+	}
+	return x, err
+}
 
 // Messages returns a page of the messages the caller can see, the newest before the cursor
 // (the latest when empty), oldest first within the page. next_cursor continues with older
@@ -447,14 +629,39 @@ func decodeMessageCursor(s string) (int64, error) {
 
 func scanMessage(r pgx.CollectableRow) (Message, error) {
 	var m Message
+	err := scanMessageInto(r, &m)
+	return m, err
+}
+
+// scanMessageInto reads messageCols into m, and any further columns into more.
+func scanMessageInto(r pgx.CollectableRow, m *Message, more ...any) error {
 	var fileID, fileName, fileType, fileSHA, sysEvent, sysActor, sysSubject *string
 	var fileSize *int64
-	err := r.Scan(&m.Version, &m.ID, &m.SenderID, &m.Kind, &m.Text,
-		&fileID, &fileName, &fileSize, &fileType, &fileSHA, &sysEvent, &sysActor, &sysSubject, &m.SentAt)
+	var urgent bool
+	var acked, pending []string
+	var ackedAt []time.Time
+	err := r.Scan(append([]any{&m.Version, &m.ID, &m.SenderID, &m.Kind, &m.Text,
+		&fileID, &fileName, &fileSize, &fileType, &fileSHA, &sysEvent, &sysActor, &sysSubject, &m.SentAt,
+		&urgent, &m.EditedAt, &m.Recalled, &acked, &ackedAt, &pending}, more...)...)
 	if err != nil {
-		return m, err
+		return err
 	}
 	m.SentAt = m.SentAt.UTC()
+	m.Priority = domain.PriorityNormal
+	if urgent {
+		m.Priority = domain.PriorityUrgent
+		m.Acks = &Acks{Acked: make([]Ack, len(acked)), Pending: pending}
+		for i, u := range acked {
+			m.Acks.Acked[i] = Ack{UserID: u, At: ackedAt[i].UTC()}
+		}
+		if m.Acks.Pending == nil {
+			m.Acks.Pending = []string{}
+		}
+	}
+	if m.EditedAt != nil {
+		t := m.EditedAt.UTC()
+		m.EditedAt = &t
+	}
 	if fileID != nil {
 		m.File = &FileRef{ID: *fileID, Name: deref(fileName), ContentType: deref(fileType), SHA256: deref(fileSHA)}
 		if fileSize != nil {
@@ -464,7 +671,7 @@ func scanMessage(r pgx.CollectableRow) (Message, error) {
 	if sysEvent != nil {
 		m.System = &SystemInfo{Event: *sysEvent, ActorID: deref(sysActor), SubjectID: deref(sysSubject)}
 	}
-	return m, nil
+	return nil
 }
 
 // MessageVersion returns the conversation stream version of a message the caller can see (the

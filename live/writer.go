@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
@@ -51,6 +53,12 @@ func appendLive(ctx context.Context, tx pgx.Tx, events []eventstore.RecordedEven
 		inboxUsers         []string
 		m                  inbox.MessageEvent
 		member             bool
+		receipt            *inbox.Receipt // ReadMarkerMoved of an active member
+		// Events about a message already sent (m: that message, and who could see it then).
+		ack     *domain.MessageAcknowledged // the sender gets `ack`
+		updated bool                        // edit or recall: `message_updated` to whoever sees it
+		recall  bool
+		at      time.Time
 	}
 	type convKey struct{ clinic, conv string }
 	var items []*item
@@ -86,6 +94,7 @@ func appendLive(ctx context.Context, tx pgx.Tx, events []eventstore.RecordedEven
 				it.conv = x.ConversationID
 			case domain.ReadMarkerMoved:
 				it.conv, it.unread = x.ConversationID, true
+				inbox.QueueReceipt(b1, it.clinic, it.conv, it.user, func(r inbox.Receipt) { it.receipt = &r })
 			default:
 				continue
 			}
@@ -95,6 +104,32 @@ func appendLive(ctx context.Context, tx pgx.Tx, events []eventstore.RecordedEven
 			if _, deleted := ev.(domain.GroupDeleted); deleted {
 				it.deleted = true
 				inbox.QueueInboxUsers(b1, it.clinic, it.conv, func(users []string) { it.inboxUsers = users })
+				break
+			}
+			// Events about a message already sent read that message.
+			var msgID string
+			switch x := ev.(type) {
+			case domain.MessageAcknowledged:
+				it.ack, msgID = &x, x.MessageID
+			case domain.MessageEdited:
+				it.updated, msgID = true, x.MessageID
+			case domain.MessageRecalled:
+				it.updated, it.recall, msgID = true, true, x.MessageID
+			}
+			if msgID != "" {
+				conv, v, ok := domain.ParseMessageID(msgID)
+				if !ok || conv != it.conv {
+					continue
+				}
+				seersAt := v // an edit or recall: whoever can see the message
+				if it.ack != nil {
+					seersAt = e.StreamVersion // the sender, if still a member
+				}
+				it.at = e.RecordedAt.UTC()
+				inbox.QueueMessageAt(b1, it.clinic, it.conv, seersAt, v, &it.m)
+				if it.updated {
+					needParts(it.clinic, it.conv)
+				}
 				break
 			}
 			inbox.QueueMessageEvent(b1, it.clinic, it.conv, e, &it.m)
@@ -148,7 +183,17 @@ func appendLive(ctx context.Context, tx pgx.Tx, events []eventstore.RecordedEven
 				wantUnread(it.clinic, it.user)
 			}
 			wantSummary(it.clinic, it.user, it.conv)
-		case it.deleted:
+		case it.deleted, it.ack != nil:
+		case it.updated:
+			if len(it.m.Messages) != 1 {
+				continue
+			}
+			for _, u := range it.m.Seers {
+				wantSummary(it.clinic, u, it.conv)
+				if it.recall && u != it.m.Messages[0].SenderID {
+					wantUnread(it.clinic, u)
+				}
+			}
 		default:
 			plain := it.m.Plain()
 			for _, u := range it.m.Seers {
@@ -188,17 +233,43 @@ func appendLive(ctx context.Context, tx pgx.Tx, events []eventstore.RecordedEven
 				unread(it.clinic, it.user)
 			}
 			summary(it.clinic, it.user, it.conv)
+			if r := it.receipt; r != nil {
+				// The other active members see the marker move.
+				for _, p := range parts[convKey{it.clinic, it.conv}] {
+					if p.State == "active" && p.ID != it.user {
+						add(it.clinic, p.ID, KindReceipt, ReceiptBody{Receipt: *r, ConversationID: it.conv})
+					}
+				}
+			}
+		case it.ack != nil:
+			if len(it.m.Messages) == 1 && slices.Contains(it.m.Seers, it.m.Messages[0].SenderID) {
+				add(it.clinic, it.m.Messages[0].SenderID, KindAck,
+					AckBody{ConversationID: it.conv, MessageID: it.ack.MessageID, UserID: it.ack.UserID, At: it.at})
+			}
+		case it.updated:
+			if len(it.m.Messages) != 1 {
+				continue
+			}
+			m := it.m.Messages[0]
+			for _, u := range it.m.Seers {
+				add(it.clinic, u, KindMessageUpdated, MessageUpdatedBody{Message: m, ConversationID: it.conv})
+				summary(it.clinic, u, it.conv)
+				if it.recall && u != m.SenderID {
+					unread(it.clinic, u)
+				}
+			}
 		case it.deleted:
 			for _, u := range it.inboxUsers {
 				add(it.clinic, u, KindRemoved, RemovedBody{ConversationID: it.conv})
 			}
 		case it.m.Plain():
 			// A plain message, the hot path: the message entry (notify unless it is their own
-			// or they had muted the chat), the conversation's new summary, and for everyone but
-			// the sender the new unread counts.
+			// or they had muted the chat and it is not urgent), the conversation's new summary,
+			// and for everyone but the sender the new unread counts.
 			m := it.m.Messages[0]
+			urgent := m.Priority == domain.PriorityUrgent
 			for _, u := range it.m.Seers {
-				add(it.clinic, u, KindMessage, MessageBody{Message: m, ConversationID: it.conv, Notify: m.SenderID != u && !it.m.Muted[u]})
+				add(it.clinic, u, KindMessage, MessageBody{Message: m, ConversationID: it.conv, Notify: m.SenderID != u && (urgent || !it.m.Muted[u])})
 				summary(it.clinic, u, it.conv)
 				if u != m.SenderID {
 					unread(it.clinic, u)

@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/huddle-chat/huddle/domain"
+	"github.com/huddle-chat/huddle/inbox"
 	"github.com/huddle-chat/huddle/internal/blobs"
 	"github.com/huddle-chat/huddle/internal/commands"
 	"github.com/huddle-chat/huddle/internal/projtest"
@@ -25,6 +27,8 @@ type world struct {
 	users   []string
 	convs   []string
 	msgs    map[string][]string // conversation → message ids
+	urgent  map[string][]string // conversation → urgent message ids
+	sender  map[string]string   // message id → sender
 	members map[string][]string // conversation → everyone who took part (to pick plausible actors)
 	applied int
 	refused map[string]int
@@ -35,6 +39,7 @@ func newWorld(e *projtest.Env, seed uint64) *world {
 		e: e, h: commands.New(e.Store, blobs.New(e.Pool), commands.Options{}),
 		rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), clinic: "c1",
 		msgs: map[string][]string{}, refused: map[string]int{}, members: map[string][]string{},
+		urgent: map[string][]string{}, sender: map[string]string{},
 	}
 }
 
@@ -99,7 +104,7 @@ func (w *world) step() {
 		me = ms[w.rng.IntN(len(ms))]
 	}
 	a := w.actor(me)
-	switch r := w.rng.IntN(100); {
+	switch r := w.rng.IntN(118); {
 	case r < 8 || !haveConv:
 		other := w.user()
 		var title *string
@@ -116,16 +121,25 @@ func (w *world) step() {
 			w.members[conv.ID] = append([]string{me}, ids...)
 		}
 	case r < 45:
-		m, err := w.h.SendMessage(ctx, a, c, "hello "+strconv.Itoa(w.rng.IntN(1e6)), "")
+		priority := ""
+		if w.rng.IntN(4) == 0 {
+			priority = domain.PriorityUrgent
+		}
+		m, err := w.h.Send(ctx, a, c, commands.Send{Text: "hello " + strconv.Itoa(w.rng.IntN(1e6)), Priority: priority})
 		w.must(err)
 		if err == nil {
 			w.msgs[c] = append(w.msgs[c], m.ID)
+			w.sender[m.ID] = me
+			if priority != "" {
+				w.urgent[c] = append(w.urgent[c], m.ID)
+			}
 		}
 	case r < 50:
 		m, err := w.h.ShareFile(ctx, a, c, "notes.txt", "", strings.NewReader("some bytes "+strconv.Itoa(r)))
 		w.must(err)
 		if err == nil {
 			w.msgs[c] = append(w.msgs[c], m.ID)
+			w.sender[m.ID] = me
 		}
 	case r < 56:
 		u := w.user()
@@ -168,10 +182,131 @@ func (w *world) step() {
 	case r < 98:
 		_, _, err := w.h.SetUser(ctx, w.actor("admin"), me, "Renamed "+me, me+"@clinic.test", "")
 		w.must(err)
-	default:
+	case r < 100:
 		_, err := w.h.RemoveRoomMember(ctx, w.actor("admin"), "r1", me)
 		w.must(err)
+	// Clinical messaging: acknowledgements of urgent messages, edits (mostly by the sender),
+	// recalls, and members leaving while urgent messages wait for them.
+	case r < 106:
+		if ms := w.urgent[c]; len(ms) > 0 {
+			_, err := w.h.AcknowledgeMessage(ctx, a, c, ms[w.rng.IntN(len(ms))])
+			w.must(err)
+		}
+	case r < 110:
+		if ms := w.msgs[c]; len(ms) > 0 {
+			m := ms[w.rng.IntN(len(ms))]
+			if w.rng.IntN(4) > 0 {
+				a = w.actor(w.sender[m])
+			}
+			_, err := w.h.EditMessage(ctx, a, c, m, "edited "+strconv.Itoa(w.rng.IntN(1e6)))
+			w.must(err)
+		}
+	case r < 113:
+		if ms := w.msgs[c]; len(ms) > 0 {
+			m := ms[w.rng.IntN(len(ms))]
+			if w.rng.IntN(2) > 0 {
+				a = w.actor(w.sender[m])
+			}
+			_, err := w.h.RecallMessage(ctx, a, c, m)
+			w.must(err)
+		}
+	default:
+		if len(w.urgent[c]) > 0 {
+			_, err := w.h.LeaveGroup(ctx, a, c)
+			w.must(err)
+		}
 	}
+}
+
+// requirePendingAsDomain checks that the read model's pending acknowledgements (each user's
+// urgent list) are domain.PendingAcks of every urgent message, replayed from the store.
+func (w *world) requirePendingAsDomain() {
+	t := w.e.T
+	t.Helper()
+	want := map[string]bool{} // "user message"
+	q := inbox.NewQueries(w.e.Pool)
+	for _, c := range w.convs {
+		evs, err := w.e.Store.ReadStream(w.e.Ctx, domain.ConversationStream(c), 1, 100000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var state domain.Conversation
+		type urgent struct {
+			version int64
+			sender  string
+			acked   []string
+		}
+		var urgents []*urgent
+		recalled := map[int64]bool{}
+		for _, e := range evs {
+			ev, err := domain.Decode(e.Type, e.Data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			state = domain.EvolveConversation(state, e.StreamVersion, ev)
+			switch x := ev.(type) {
+			case domain.MessageSent:
+				if x.Urgent() {
+					urgents = append(urgents, &urgent{version: e.StreamVersion, sender: x.SenderID})
+				}
+			case domain.MessageAcknowledged:
+				_, v, _ := domain.ParseMessageID(x.MessageID)
+				for _, u := range urgents {
+					if u.version == v {
+						u.acked = append(u.acked, x.UserID)
+					}
+				}
+			case domain.MessageRecalled:
+				_, v, _ := domain.ParseMessageID(x.MessageID)
+				recalled[v] = true
+			}
+		}
+		if state.Deleted {
+			continue
+		}
+		for _, u := range urgents {
+			id := domain.MessageID(c, u.version)
+			var pending []string
+			if !recalled[u.version] {
+				pending = domain.PendingAcks(state.Participants, u.version, u.sender, u.acked)
+			}
+			for _, p := range pending {
+				want[p+" "+id] = true
+			}
+			// The message's acks, as its sender (who always sees it) reads it.
+			m, err := q.Message(w.e.Ctx, w.clinic, u.sender, c, id)
+			if err != nil {
+				t.Fatalf("%s as its sender reads it: %v", id, err)
+			}
+			if m.Acks == nil || !slices.Equal(m.Acks.Pending, append([]string{}, pending...)) || len(m.Acks.Acked) != len(u.acked) {
+				t.Errorf("%s: acks %+v; the domain says pending %v, acked %v", id, m.Acks, pending, u.acked)
+			}
+		}
+	}
+	got := map[string]bool{}
+	for _, u := range w.users {
+		list, err := q.Urgent(w.e.Ctx, w.clinic, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range list.Messages {
+			got[u+" "+m.ID] = true
+			if m.Acks == nil || !slices.Contains(m.Acks.Pending, u) {
+				t.Errorf("%s is on %s's urgent list but not in its acks.pending %+v", m.ID, u, m.Acks)
+			}
+		}
+	}
+	for k := range want {
+		if !got[k] {
+			t.Errorf("domain: %s still owes an acknowledgement; the read model's urgent list lacks it", k)
+		}
+	}
+	for k := range got {
+		if !want[k] {
+			t.Errorf("read model: %s is on the urgent list; the domain says nothing is owed", k)
+		}
+	}
+	t.Logf("%d acknowledgements owed", len(want))
 }
 
 func propertySteps() int {
@@ -207,9 +342,16 @@ func TestProperty_LiveEqualsRebuild(t *testing.T) {
 			if n := e.Count(`SELECT count(*) FROM messages`); n == 0 {
 				t.Fatal("no messages projected")
 			}
+			w.requirePendingAsDomain()
 			snap := e.Snapshot()
-			t.Logf("accepted %d commands (refused %v); rows: messages %d, inbox %d, participants %d, member_prefs %d, visibility %d",
-				w.applied, w.refused, len(snap["messages"]), len(snap["inbox"]), len(snap["participants"]), len(snap["member_prefs"]), len(snap["visibility"]))
+			t.Logf("accepted %d commands (refused %v); rows: messages %d, inbox %d, participants %d, member_prefs %d, visibility %d, message_acks %d",
+				w.applied, w.refused, len(snap["messages"]), len(snap["inbox"]), len(snap["participants"]), len(snap["member_prefs"]), len(snap["visibility"]), len(snap["message_acks"]))
+			for _, q := range []string{`SELECT count(*) FROM messages WHERE urgent`, `SELECT count(*) FROM messages WHERE recalled`,
+				`SELECT count(*) FROM messages WHERE edited_at IS NOT NULL`, `SELECT count(*) FROM message_acks`} {
+				if e.Count(q) == 0 {
+					t.Errorf("%s: none; the generator does not reach clinical messaging", q)
+				}
+			}
 			e.RequireSameAsRebuild()
 		})
 	}

@@ -34,6 +34,7 @@ import (
 	"github.com/huddle-chat/huddle/internal/natsbroker"
 	"github.com/huddle-chat/huddle/live"
 	"github.com/huddle-chat/huddle/projections"
+	"github.com/huddle-chat/huddle/reminders"
 )
 
 // Housekeeping: how long live-feed entries are kept for SSE resumption, after how long an
@@ -66,6 +67,8 @@ type App struct {
 	Server  *api.Server
 	feed    *live.Feed
 	blobs   *blobs.Store
+	// Reminders fires the reminders of urgent messages (nil: HUDDLE_URGENT_REMIND_MAX is 0).
+	Reminders *reminders.Scheduler
 
 	// restartBackoff is the first wait before restarting a crashed managed Postgres.
 	restartBackoff time.Duration
@@ -129,6 +132,10 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 	cmds := commands.New(cmdStore, a.blobs, commands.Options{MaxFileBytes: cfg.MaxFileBytes, Log: log.With("component", "commands")})
 	commands.RegisterMetrics(a.Metrics, cmds)
 	a.feed = live.NewFeed(a.db.Pool)
+	if cfg.RemindMax > 0 && cfg.RemindEvery > 0 {
+		a.Reminders = reminders.NewScheduler(a.db.Pool, live.NewNotifier(a.nc, log.With("component", "reminders")),
+			cfg.RemindEvery, cfg.RemindMax, log.With("component", "reminders"))
+	}
 	a.Server = api.New(api.Deps{
 		Logger:       log.With("component", "http"),
 		JWTSecret:    cfg.JWTSecret,
@@ -219,7 +226,7 @@ func (a *App) startNATS(ctx context.Context) error {
 // ReadModels lists the read models the engine runs, in the order rebuild and status show them;
 // after runs after each live batch of the inbox (the live feed's writer; none for a rebuild).
 func ReadModels(after ...projections.AfterApply) []*projections.ReadModel {
-	return []*projections.ReadModel{directory.ReadModel(), inbox.ReadModel(after...)}
+	return []*projections.ReadModel{directory.ReadModel(), inbox.ReadModel(after...), reminders.ReadModel()}
 }
 
 // Addr is the HTTP listener's address (useful with port 0).
@@ -266,6 +273,9 @@ func (a *App) Run(ctx context.Context) error {
 	g.Go(func() error { return supervise(gctx, a.log, "relay", a.Relay.Run) })
 	g.Go(func() error { return supervise(gctx, a.log, "projections", a.Engine.Run) })
 	g.Go(func() error { a.housekeeping(gctx); return nil })
+	if a.Reminders != nil {
+		g.Go(func() error { return supervise(gctx, a.log, "reminders", a.Reminders.Run) })
+	}
 	g.Go(func() error { a.guard.run(gctx); return nil })
 	g.Go(func() error { a.db.supervise(gctx, a.restartBackoff); return nil })
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/huddle-chat/huddle/domain"
@@ -34,7 +35,9 @@ type StateParticipant struct {
 	State string `json:"state"`
 }
 
-// StateMessage is one message as it stood (text, file or system line).
+// StateMessage is one message as it stood (text, file or system line). Unlike a member's view,
+// a recalled message keeps its text and file: auditors see what was sent, each edit and the
+// recall, with who did it and when.
 type StateMessage struct {
 	ID       string          `json:"id"`
 	Version  int64           `json:"stream_version"`
@@ -44,6 +47,42 @@ type StateMessage struct {
 	File     *StateFile      `json:"file,omitempty"`
 	System   *StateSystemRef `json:"system,omitempty"`
 	SentAt   time.Time       `json:"sent_at"`
+	Priority string          `json:"priority"`
+	// EditedAt is the latest edit's time; OriginalText the text as sent, once edited; Edits
+	// every edit in order.
+	EditedAt     *time.Time  `json:"edited_at,omitempty"`
+	OriginalText *string     `json:"original_text,omitempty"`
+	Edits        []StateEdit `json:"edits,omitempty"`
+	// Recalled and Recall: withdrawn, by whom and when.
+	Recalled bool         `json:"recalled,omitempty"`
+	Recall   *StateRecall `json:"recall,omitempty"`
+	// Acks: on urgent messages, who acknowledged (when) and who still had to.
+	Acks *StateAcks `json:"acks,omitempty"`
+}
+
+// StateEdit is one edit of a message: the new text, its author and time.
+type StateEdit struct {
+	Text     string    `json:"text"`
+	EditedBy string    `json:"edited_by"`
+	At       time.Time `json:"at"`
+}
+
+// StateRecall is who recalled a message, and when.
+type StateRecall struct {
+	RecalledBy string    `json:"recalled_by"`
+	At         time.Time `json:"at"`
+}
+
+// StateAcks are an urgent message's acknowledgements (API-v1.1 Message.acks).
+type StateAcks struct {
+	Acked   []StateAck `json:"acked"`
+	Pending []string   `json:"pending"`
+}
+
+// StateAck is one acknowledgement.
+type StateAck struct {
+	UserID string    `json:"user_id"`
+	At     time.Time `json:"at"`
 }
 
 // StateFile describes a shared file.
@@ -81,6 +120,7 @@ func (s *Service) StateAt(ctx context.Context, a Auditor, conversationID string,
 func (s *Service) replay(ctx context.Context, stream string, at time.Time) (State, error) {
 	var conv domain.Conversation
 	var messages []StateMessage
+	index := map[int64]int{} // message version → its place in messages
 	for from := int64(1); ; {
 		batch, err := s.store.ReadStream(ctx, stream, from, exportBatch)
 		if err != nil {
@@ -96,7 +136,12 @@ func (s *Service) replay(ctx context.Context, stream string, at time.Time) (Stat
 			}
 			conv = domain.EvolveConversation(conv, e.StreamVersion, ev)
 			if m, ok := messageOf(conv.ID, e, ev); ok {
+				index[m.Version] = len(messages)
 				messages = append(messages, m)
+			} else if v, ok := changedMessage(ev); ok {
+				if i, found := index[v]; found {
+					messages[i] = changeMessage(messages[i], e, ev)
+				}
 			}
 		}
 		if len(batch) < exportBatch {
@@ -109,6 +154,15 @@ func (s *Service) replay(ctx context.Context, stream string, at time.Time) (Stat
 func finish(conv domain.Conversation, messages []StateMessage, at time.Time) (State, error) {
 	if !conv.Started() {
 		return State{}, ErrNotYet
+	}
+	for i, m := range messages {
+		if m.Acks != nil {
+			m.Acks.Pending = conv.PendingAcks(m.Version)
+			if m.Acks.Pending == nil {
+				m.Acks.Pending = []string{}
+			}
+			messages[i] = m
+		}
 	}
 	st := State{ID: conv.ID, Kind: conv.Kind, Title: conv.Title, Deleted: conv.Deleted, At: at.UTC(),
 		Version: conv.Version, Messages: messages, Participants: make([]StateParticipant, 0, len(conv.Participants))}
@@ -133,14 +187,64 @@ func messageOf(conversationID string, e eventstore.RecordedEvent, ev domain.Even
 	at := e.RecordedAt.UTC()
 	switch m := ev.(type) {
 	case domain.MessageSent:
-		return StateMessage{ID: m.MessageID, Version: e.StreamVersion, SenderID: m.SenderID, Kind: "text", Text: m.Text, SentAt: at}, true
+		sm := StateMessage{ID: m.MessageID, Version: e.StreamVersion, SenderID: m.SenderID, Kind: "text", Text: m.Text, SentAt: at,
+			Priority: domain.PriorityNormal}
+		if m.Urgent() {
+			sm.Priority = domain.PriorityUrgent
+			sm.Acks = &StateAcks{Acked: []StateAck{}}
+		}
+		return sm, true
 	case domain.FileShared:
 		return StateMessage{ID: m.MessageID, Version: e.StreamVersion, SenderID: m.SenderID, Kind: "file", SentAt: at,
-			File: &StateFile{ID: m.FileID, Name: m.Name, Size: m.Size, ContentType: m.ContentType, SHA256: m.SHA256}}, true
+			Priority: domain.PriorityNormal,
+			File:     &StateFile{ID: m.FileID, Name: m.Name, Size: m.Size, ContentType: m.ContentType, SHA256: m.SHA256}}, true
 	}
 	if sys, ok := domain.SystemMessageOf(ev); ok {
 		return StateMessage{ID: domain.MessageID(conversationID, e.StreamVersion), Version: e.StreamVersion, SenderID: sys.ActorID, Kind: "system", SentAt: at,
-			System: &StateSystemRef{Event: sys.Event, ActorID: sys.ActorID, SubjectID: sys.SubjectID}}, true
+			Priority: domain.PriorityNormal, System: &StateSystemRef{Event: sys.Event, ActorID: sys.ActorID, SubjectID: sys.SubjectID}}, true
 	}
 	return StateMessage{}, false
+}
+
+// changedMessage returns the version of the message an edit, recall or acknowledgement is about.
+func changedMessage(ev domain.Event) (int64, bool) {
+	var id string
+	switch m := ev.(type) {
+	case domain.MessageEdited:
+		id = m.MessageID
+	case domain.MessageRecalled:
+		id = m.MessageID
+	case domain.MessageAcknowledged:
+		id = m.MessageID
+	default:
+		return 0, false
+	}
+	_, v, ok := domain.ParseMessageID(id)
+	return v, ok
+}
+
+// changeMessage applies an edit, a recall or an acknowledgement (recorded as e) to m. The
+// domain decided it was allowed when it was recorded; the replay only tells it.
+func changeMessage(m StateMessage, e eventstore.RecordedEvent, ev domain.Event) StateMessage {
+	at := e.RecordedAt.UTC()
+	switch c := ev.(type) {
+	case domain.MessageEdited:
+		if m.OriginalText == nil {
+			original := m.Text
+			m.OriginalText = &original
+		}
+		m.Text, m.EditedAt = c.Text, &at
+		m.Edits = append(m.Edits, StateEdit{Text: c.Text, EditedBy: c.EditedBy, At: at})
+	case domain.MessageRecalled:
+		if !m.Recalled {
+			m.Recalled, m.Recall = true, &StateRecall{RecalledBy: c.RecalledBy, At: at}
+		}
+	case domain.MessageAcknowledged:
+		if m.Acks != nil {
+			acks := *m.Acks
+			acks.Acked = append(slices.Clip(acks.Acked), StateAck{UserID: c.UserID, At: at})
+			m.Acks = &acks
+		}
+	}
+	return m
 }

@@ -48,6 +48,9 @@ var Vars = []Var{
 	{"HUDDLE_REQUEST_TIMEOUT", "10s", "Deadline of each HTTP request but the live stream and file/audit transfers (10 min): body read, response write, every database statement; past it, 503 unavailable."},
 	{"HUDDLE_RATE_PER_USER", "20", "Commands per second each clinic+user may send on average (token bucket); 0 turns the limit off (bench, load tests)."},
 	{"HUDDLE_RATE_BURST", "60", "Commands a user may send at once before HUDDLE_RATE_PER_USER applies; past it, 429 rate_limited with Retry-After."},
+	// Reminders of urgent messages (issue 17; reminders/, ADR 0016).
+	{"HUDDLE_URGENT_REMIND_EVERY", "2m", "Interval of the reminder events a recipient's stream gets until they acknowledge an urgent message."},
+	{"HUDDLE_URGENT_REMIND_MAX", "10", "Most reminders per recipient and urgent message; 0 turns reminders off."},
 }
 
 // IsVar reports whether Load reads the variable name.
@@ -83,6 +86,10 @@ type Config struct {
 	RequestTimeout time.Duration
 	RatePerUser    float64
 	RateBurst      int
+	// RemindEvery and RemindMax schedule the reminders of urgent messages (reminders.Scheduler);
+	// RemindMax 0 (the zero Config's) runs no scheduler.
+	RemindEvery time.Duration
+	RemindMax   int
 	// JWTSecret signs and verifies tokens; JWTSecretFile is set when it came from the data dir.
 	JWTSecret     []byte
 	JWTSecretFile string
@@ -212,6 +219,13 @@ func loadWith(getenv func(string) string, secret func(path string) ([]byte, erro
 	var burst int64
 	parseInt("HUDDLE_RATE_BURST", "60", 1, &burst)
 	c.RateBurst = int(burst)
+	parseDuration("HUDDLE_URGENT_REMIND_EVERY", "2m", &c.RemindEvery)
+	var remindMax int64
+	parseInt("HUDDLE_URGENT_REMIND_MAX", "10", 0, &remindMax)
+	if remindMax > 1000 {
+		bad("HUDDLE_URGENT_REMIND_MAX", strconv.FormatInt(remindMax, 10), "want 0 to 1000 (0: no reminders)")
+	}
+	c.RemindMax = int(remindMax)
 
 	level := get("HUDDLE_LOG_LEVEL", "info")
 	if err := c.LogLevel.UnmarshalText([]byte(level)); err != nil {

@@ -26,6 +26,7 @@ import (
 	"github.com/huddle-chat/huddle/internal/testenv"
 	"github.com/huddle-chat/huddle/live"
 	"github.com/huddle-chat/huddle/projections"
+	"github.com/huddle-chat/huddle/reminders"
 )
 
 // Env is one test's world: a fresh database, its own JetStream, the store and an engine.
@@ -43,7 +44,7 @@ type Env struct {
 
 // ReadModels lists the read models with the live feed's writer on nc (as huddle serve runs them).
 func ReadModels(nc *nats.Conn, log *slog.Logger) []*projections.ReadModel {
-	return []*projections.ReadModel{directory.ReadModel(), inbox.ReadModel(live.NewWriter(nc, log).AfterApply)}
+	return []*projections.ReadModel{directory.ReadModel(), inbox.ReadModel(live.NewWriter(nc, log).AfterApply), reminders.ReadModel()}
 }
 
 // New returns a fresh world whose engine is not running yet (Run starts it).
