@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/dom"
 	"github.com/chromedp/cdproto/runtime"
@@ -57,6 +58,25 @@ func (b *tab) lacks(root *el, name string) {
 	}
 }
 
+// pickContact clicks the person once the address-book search shows only them (it answers
+// as you type: a result of an earlier query may still be replaced under the mouse).
+func (b *tab) pickContact(name string) {
+	b.t.Helper()
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		if lists, err := b.query(nil, "list", "Contacts"); err == nil && len(lists) == 1 {
+			all, err1 := b.query(lists[0], "button", "")
+			it, err2 := b.query(lists[0], "button", name)
+			if err1 == nil && err2 == nil && len(all) == 1 && len(it) == 1 {
+				it[0].click()
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.fatalf("the contact search never showed %q alone; page text:\n%s", name, b.text())
+}
+
 // sendUrgent types text, ticks Urgent beside Send and sends.
 func (b *tab) sendUrgent(text string) {
 	b.t.Helper()
@@ -88,7 +108,7 @@ func TestWebClient_ClinicalMessaging(t *testing.T) {
 	alice.openChats()
 	alice.inDropdown("New Chat").click()
 	alice.find("searchbox", "Search contacts").typeText("bob")
-	alice.findIn(alice.find("list", "Contacts"), "button", "Bob Brown").click()
+	alice.pickContact("Bob Brown")
 	alice.find("heading", "Bob Brown")
 	alice.send("Morning, Bob")
 	bob.find("dialog", "New message in Alice Adams")
@@ -102,7 +122,8 @@ func TestWebClient_ClinicalMessaging(t *testing.T) {
 		alice.findAny(mine, "", "Waiting for Bob Brown")
 
 		// Bob, away from the chat: the list of urgent messages waiting for him.
-		bar := bob.find("region", "Urgent messages waiting for you: 1")
+		bar := bob.find("region", "Urgent messages waiting for you")
+		bob.findAny(bar, "", "1 waiting")
 		bob.findIn(bar, "button", "Open chat").click()
 		bob.find("heading", "Alice Adams")
 		theirs := bob.message(urgentText)
@@ -111,7 +132,7 @@ func TestWebClient_ClinicalMessaging(t *testing.T) {
 		bob.shot("10-urgent-acknowledge")
 		ack.click()
 		bob.gone("button", "Acknowledge")
-		bob.gone("region", "Urgent messages waiting for you: 1")
+		bob.gone("region", "Urgent messages waiting for you")
 		bob.findAny(bob.message(urgentText), "", "You acknowledged")
 
 		alice.findAny(alice.message(urgentText), "", "Acknowledged by Bob Brown")
@@ -203,9 +224,9 @@ func TestWebClient_ClinicalMessaging(t *testing.T) {
 		alice.find("checkbox", "Group chat").click()
 		search := alice.find("searchbox", "Search contacts")
 		search.typeText("bob")
-		alice.findIn(alice.find("list", "Contacts"), "button", "Bob Brown").click()
+		alice.pickContact("Bob Brown")
 		search.typeText("carol")
-		alice.findIn(alice.find("list", "Contacts"), "button", "Carol Chen").click()
+		alice.pickContact("Carol Chen")
 		alice.find("button", "Create group").click()
 		alice.find("heading", "Bob Brown, Carol Chen")
 		bob.openChats()
@@ -219,7 +240,7 @@ func TestWebClient_ClinicalMessaging(t *testing.T) {
 		alice.find("heading", "Bob Brown, Carol Chen")
 		alice.sendUrgent(code)
 		alice.findAny(alice.message(code), "", "Waiting for Bob Brown, Carol Chen")
-		bob.find("region", "Urgent messages waiting for you: 1")
+		bob.findAny(bob.find("region", "Urgent messages waiting for you"), "", "1 waiting")
 	})
 
 	t.Run("reminder", func(t *testing.T) {
@@ -237,7 +258,7 @@ func TestWebClient_ClinicalMessaging(t *testing.T) {
 			return strings.HasPrefix(said, "Reminder:")
 		}, &said)
 		var bar string
-		bob.find("region", "Urgent messages waiting for you: 1").call(`function() { return this.innerText; }`, &bar)
+		bob.find("region", "Urgent messages waiting for you").call(`function() { return this.innerText; }`, &bar)
 		if !strings.Contains(bar, "reminder ") {
 			t.Fatalf("bob: the urgent list does not count the reminders: %q", bar)
 		}

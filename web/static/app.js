@@ -1087,7 +1087,9 @@ function renderUrgent() {
   el.hidden = S.urgent.length === 0;
   if (!S.urgent.length) { replace(el); return; }
   replace(el,
-    h('h2', { id: 'urgent-h' }, `Urgent messages waiting for you: ${S.urgent.length}`),
+    h('div', { class: 'urgent-head' },
+      h('h2', { id: 'urgent-h' }, 'Urgent messages waiting for you'),
+      h('span', { class: 'badge' }, `${S.urgent.length} waiting`)),
     h('ul', { class: 'urgent-list' }, S.urgent.map((m) => {
       const c = S.convs.get(m.conversation_id);
       const where = c && c.kind === 'group' ? ` in ${titleOf(c)}` : '';
