@@ -196,6 +196,7 @@ function signOut() {
 // ---------------------------------------------------------------- the signed-in shell
 
 async function start() {
+  S.view = 'loading';
   renderShell();
   // The stream opens first so nothing that happens while the lists load is missed; `reset`
   // (the server could not resume) reloads everything.
@@ -216,7 +217,8 @@ async function start() {
     });
   });
   await refreshAll();
-  renderMain();
+  // The lists are out before this: someone quick may have opened a chat already.
+  if (S.view === 'loading') renderMain();
 }
 
 async function refreshAll() {
@@ -793,8 +795,14 @@ function updateMessage(m) {
   }
   if (!S.chat || !S.chat.messages.has(m.id)) return;
   S.chat.messages.set(m.id, m);
-  const old = document.querySelector(`#messages [data-id="${CSS.escape(m.id)}"]`);
-  if (old) old.replaceWith(messageItem(m));
+  // The item stays (a screen reader's place in the log, the focus when it has it); what is in
+  // it changes.
+  const item = document.querySelector(`#messages [data-id="${CSS.escape(m.id)}"]`);
+  if (item) {
+    const fresh = messageItem(m);
+    item.className = fresh.className;
+    replace(item, ...fresh.childNodes);
+  }
   renderReceipts();
 }
 
