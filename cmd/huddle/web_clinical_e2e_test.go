@@ -126,6 +126,11 @@ func TestWebClient_ClinicalMessaging(t *testing.T) {
 		bob.findAny(bar, "", "1 waiting")
 		bob.findIn(bar, "button", "Open chat").click()
 		bob.find("heading", "Alice Adams")
+		var focus string
+		waitFor(t, "the focus on the message's Acknowledge, from the urgent list", func() bool {
+			focus = bob.focused()
+			return focus == "Acknowledge"
+		}, &focus)
 		theirs := bob.message(urgentText)
 		bob.findAny(theirs, "", "Urgent")
 		ack := bob.findIn(theirs, "button", "Acknowledge")

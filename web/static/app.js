@@ -511,7 +511,9 @@ function showNewChat() {
 
 // ---------------------------------------------------------------- a chat
 
-async function openChat(id) {
+// openChat opens a chat; with ackFor (an urgent message's id) the focus goes to that
+// message's Acknowledge button once the history is in.
+async function openChat(id, ackFor) {
   S.chat = {
     id, summary: S.convs.get(id) || null, detail: null, messages: new Map(), cursor: undefined, loading: false,
     editing: false, pendingRemove: null, addPick: null, editingId: null, receipts: new Map(),
@@ -529,8 +531,11 @@ async function openChat(id) {
       h('aside', { id: 'participants', class: 'participants', 'aria-label': 'Participants' })),
     h('div', { id: 'composer', class: 'composer' })));
   S.chat.id = id;
+  const chat = S.chat;
   try {
     await reloadChat();
+    const ack = ackFor && S.chat === chat && document.querySelector(`[data-focus="${CSS.escape(`ack-${ackFor}`)}"]`);
+    if (ack) { ack.scrollIntoView({ block: 'center' }); ack.focus(); }
   } catch (err) {
     showError(err);
     if (err.status === 404) { S.convs.delete(id); renderLists(); renderMain(); }
@@ -1108,7 +1113,7 @@ function renderUrgent() {
           count ? ` · reminder ${count}` : ''),
         h('button', {
           type: 'button', class: 'link', 'data-focus': `urgent-open-${m.id}`, 'aria-describedby': `urgent-${m.id}`,
-          onclick: () => openChat(m.conversation_id),
+          onclick: () => openChat(m.conversation_id, m.id),
         }, 'Open chat'));
     })));
 }
