@@ -1,12 +1,15 @@
 package api_test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/huddle-chat/huddle/api"
 	"github.com/huddle-chat/huddle/internal/config"
@@ -86,6 +89,33 @@ func (l *reminderLog) waitFor(t *testing.T, msg string, n int) {
 	}
 }
 
+// caughtUp waits until the log has received every entry user's feed holds now (the feed's
+// newest sequence, read from the store's live_cursor).
+func (l *reminderLog) caughtUp(t *testing.T, in *instance, user string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, in.app.DatabaseURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var newest int64
+	if err := conn.QueryRow(ctx, `SELECT coalesce(max(last_seq), 0) FROM live_cursor WHERE clinic_id = 'clinic-1' AND user_id = $1`, user).Scan(&newest); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		l.mu.Lock()
+		last := l.lastID
+		l.mu.Unlock()
+		if last >= newest {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's stream is at %d, their feed at %d", user, last, newest)
+		}
+	}
+}
+
 // upTo is 1..n.
 func upTo(n int) []int {
 	out := make([]int, n)
@@ -157,21 +187,28 @@ func TestReminders_StopOnAckRecallLeaveAndRemoval(t *testing.T) {
 		logs[u].waitFor(t, acked, 1)
 		logs[u].waitFor(t, recalled, 1)
 	}
-	// Each action, then a read that waits until the read models applied it (Huddle-Min-Position):
-	// from then on, at most a reminder already being written may still arrive.
-	applied := func() { in.must(in.do("GET", "/v1/conversations/"+g+"/messages", tok("ann"), nil), 200, "") }
+	// Each action, then a read that waits until the read models applied it (Huddle-Min-Position),
+	// then until the user's stream carried everything their feed held by then: a reminder the
+	// scheduler wrote before the action was applied is counted before, and none may come after
+	// (the scheduler holds the row it fires until it commits; the projection deletes it).
+	applied := func(users ...string) {
+		in.must(in.do("GET", "/v1/conversations/"+g+"/messages", tok("ann"), nil), 200, "")
+		for _, u := range users {
+			logs[u].caughtUp(t, in, u)
+		}
+	}
 	in.must(in.do("POST", "/v1/conversations/"+g+"/messages/"+acked+"/ack", tok("bob"), nil), 204, "")
-	applied()
+	applied("bob")
 	bobAcked := len(logs["bob"].of(acked))
 	in.must(in.do("DELETE", "/v1/conversations/"+g+"/messages/"+recalled, tok("ann"), nil), 204, "")
-	applied()
+	applied("bob", "cat", "dan")
 	recalledAt := map[string]int{}
 	for _, u := range []string{"bob", "cat", "dan"} {
 		recalledAt[u] = len(logs[u].of(recalled))
 	}
 	in.must(in.do("POST", "/v1/conversations/"+g+"/leave", tok("cat"), nil), 204, "")
 	in.must(in.do("DELETE", "/v1/conversations/"+g+"/participants/dan", tok("ann"), nil), 204, "")
-	applied()
+	applied("cat", "dan")
 	catLeft, danRemoved := len(logs["cat"].of(acked)), len(logs["dan"].of(acked))
 	// Whoever came back owes nothing of before (domain.PendingAcks): no reminder either.
 	in.must(in.do("POST", "/v1/conversations/"+g+"/participants", tok("ann"), map[string]any{"user_id": "dan"}), 204, "")
@@ -181,7 +218,7 @@ func TestReminders_StopOnAckRecallLeaveAndRemoval(t *testing.T) {
 	check := func(who, msg string, before int) {
 		t.Helper()
 		got := logs[who].of(msg)
-		if len(got) > before+1 || len(got) >= max {
+		if len(got) != before || len(got) >= max {
 			t.Errorf("%s's reminders of %s: %v, %d when it was stopped: it went on", who, msg, got, before)
 		}
 		if !slices.Equal(got, upTo(len(got))) {
@@ -267,5 +304,23 @@ func TestReminders_ContinueAcrossARestart(t *testing.T) {
 	time.Sleep(time.Second)
 	if got := bob.of(urgent); !slices.Equal(got, upTo(max)) {
 		t.Fatalf("reminders across the restart (%d before it): %v, want 1..%d once each", fired, got, max)
+	}
+}
+
+// HUDDLE_URGENT_REMIND_MAX=0 turns reminders off: the instance runs no scheduler.
+func TestReminders_OffWhenTheMaxIsZero(t *testing.T) {
+	_, dbURL := testenv.Postgres(t)
+	broker := testenv.NATS(t)
+	in := startReminding(t, dbURL, broker.ClientURL(), 100*time.Millisecond, 0)
+	if in.app.Reminders != nil {
+		t.Fatal("a scheduler runs with HUDDLE_URGENT_REMIND_MAX=0")
+	}
+	g, logs := remindingGroup(in.scenario)
+	urgent := in.must(in.do("POST", "/v1/conversations/"+g+"/messages", in.token("ann", api.RoleStaff), map[string]any{"text": "now", "priority": "urgent"}), 201, "").str("id")
+	in.must(in.do("GET", "/v1/conversations/"+g+"/messages", in.token("bob", api.RoleStaff), nil), 200, "")
+	time.Sleep(time.Second) // ten intervals
+	logs["bob"].caughtUp(t, in, "bob")
+	if got := logs["bob"].of(urgent); len(got) != 0 {
+		t.Fatalf("reminders with the limit at 0: %v", got)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/huddle-chat/huddle/internal/blobs"
 	"github.com/huddle-chat/huddle/internal/commands"
 	"github.com/huddle-chat/huddle/internal/projtest"
+	"github.com/huddle-chat/huddle/reminders"
 )
 
 // owed is one row of the reminders table as the test compares it: who owes an acknowledgement
@@ -25,7 +26,7 @@ type owed struct {
 // (send, acknowledge, recall, leave, remove, add, delete) through the real command handler and
 // store, then checks that the live reminders table holds exactly one row per acknowledgement
 // domain.PendingAcks says is owed (nothing for a deleted group), and that a rebuild from the
-// store gives the same tables.
+// store, also one that ran while commands kept arriving, gives the same tables.
 func TestReadModel_MirrorsPendingAcksAndEqualsRebuild(t *testing.T) {
 	t.Parallel()
 	for _, seed := range []uint64{1, 2} {
@@ -65,7 +66,7 @@ func TestReadModel_MirrorsPendingAcksAndEqualsRebuild(t *testing.T) {
 			var convs []string
 			msgs := map[string][]string{}
 			members := map[string][]string{} // everyone who took part, to pick plausible actors
-			for range 300 {
+			step := func() {
 				if len(convs) == 0 || rng.IntN(12) == 0 {
 					title := "Group"
 					me, others := user(), []string{user(), user(), user()}
@@ -75,7 +76,7 @@ func TestReadModel_MirrorsPendingAcksAndEqualsRebuild(t *testing.T) {
 						convs = append(convs, c.ID)
 						members[c.ID] = append([]string{me}, others...)
 					}
-					continue
+					return
 				}
 				c := convs[rng.IntN(len(convs))]
 				a := actor(user())
@@ -123,6 +124,33 @@ func TestReadModel_MirrorsPendingAcksAndEqualsRebuild(t *testing.T) {
 					must(err)
 				}
 			}
+			for range 300 {
+				step()
+			}
+			e.Settle()
+			// A rebuild while commands keep arriving: the swap applies what came meanwhile.
+			stop, finished := make(chan struct{}), make(chan struct{})
+			during := 0
+			go func() {
+				defer close(finished)
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+						step()
+						during++
+					}
+				}
+			}()
+			if err := e.Engine.Rebuild(e.Ctx, []string{reminders.Name}, nil); err != nil {
+				t.Fatalf("rebuild under traffic: %v", err)
+			}
+			close(stop)
+			<-finished
+			if during == 0 {
+				t.Fatal("no command ran during the rebuild")
+			}
 			if applied < 150 {
 				t.Fatalf("only %d commands accepted (refused %v): the generator tests too little", applied, refused)
 			}
@@ -169,7 +197,7 @@ func TestReadModel_MirrorsPendingAcksAndEqualsRebuild(t *testing.T) {
 			if len(want) == 0 {
 				t.Fatal("nothing owed at the end: the generator tests too little")
 			}
-			t.Logf("%d commands (refused %v), %d acknowledgements owed", applied, refused, len(want))
+			t.Logf("%d commands (%d during a rebuild; refused %v), %d acknowledgements owed", applied, during, refused, len(want))
 			e.RequireSameAsRebuild()
 		})
 	}

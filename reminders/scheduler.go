@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -27,7 +28,12 @@ type Scheduler struct {
 	// Poll is the longest the scheduler sleeps between looks: a message projected while it
 	// sleeps gets its first reminder at most this late.
 	Poll time.Duration
+
+	fired atomic.Int64
 }
+
+// Fired is how many reminders this scheduler has fired (committed) since it was made.
+func (s *Scheduler) Fired() int64 { return s.fired.Load() }
 
 // NewScheduler returns a scheduler that reminds every interval, at most max times per
 // recipient and message (max > 0, every > 0), pushing entries through notifier.
@@ -139,6 +145,7 @@ func (s *Scheduler) Fire(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("reminders: fire: %w", err)
 	}
+	s.fired.Add(int64(len(written)))
 	s.notifier.Deliver(written)
 	if len(written) > 0 {
 		s.log.Debug("reminders fired", "count", len(written))

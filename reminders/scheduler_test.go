@@ -54,9 +54,11 @@ func TestScheduler_RacingSchedulersFireEachReminderOnce(t *testing.T) {
 	owe(t, ctx, pool, "g", "bob", rows, 0)
 	var wg sync.WaitGroup
 	fired := make([]int, 4)
+	var schedulers []*reminders.Scheduler
 	for i := range fired {
 		s := reminders.NewScheduler(pool, nil, time.Hour, 3, testenv.Logger(t))
 		s.Batch = 25
+		schedulers = append(schedulers, s)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -90,6 +92,13 @@ func TestScheduler_RacingSchedulersFireEachReminderOnce(t *testing.T) {
 		}
 	}
 	t.Logf("rows fired per scheduler: %v", fired)
+	total := int64(0)
+	for _, s := range schedulers {
+		total += s.Fired()
+	}
+	if total != rows {
+		t.Fatalf("the schedulers count %d reminders fired, want %d", total, rows)
+	}
 	if busy < 2 {
 		t.Logf("only one scheduler found work: the race was not exercised this time")
 	}

@@ -274,7 +274,7 @@ func TestCLI_ProjectionsStatusAndRebuild(t *testing.T) {
 	if err := json.Unmarshal([]byte(s.run("projections", "status", "--json")), &st); err != nil {
 		t.Fatal(err)
 	}
-	if len(st) != 2 || st[0].Name != "directory" || st[1].Name != "inbox" {
+	if len(st) != 3 || st[0].Name != "directory" || st[1].Name != "inbox" || st[2].Name != "reminders" {
 		t.Fatalf("status --json: %+v", st)
 	}
 	for _, p := range st {
@@ -285,13 +285,13 @@ func TestCLI_ProjectionsStatusAndRebuild(t *testing.T) {
 		}
 	}
 	table := strings.Split(s.run("projections", "status"), "\n")
-	if len(table) != 3 || !strings.HasPrefix(table[0], "PROJECTION") || !strings.Contains(table[0], "WATERMARK") || !strings.HasPrefix(table[2], "inbox") {
+	if len(table) != 4 || !strings.HasPrefix(table[0], "PROJECTION") || !strings.Contains(table[0], "WATERMARK") || !strings.HasPrefix(table[2], "inbox") {
 		t.Fatalf("status table:\n%s", strings.Join(table, "\n"))
 	}
 
 	// With the server running: the same answers after the swap, and live projection goes on.
 	rebuildOut := s.runCombined("projections", "rebuild")
-	if !strings.Contains(rebuildOut, "rebuild directory, inbox: done,") {
+	if !strings.Contains(rebuildOut, "rebuild directory, inbox, reminders: done,") {
 		t.Fatalf("rebuild output: %s", rebuildOut)
 	}
 	if after := inbox(""); after != before {

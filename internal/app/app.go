@@ -135,6 +135,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, er
 	if cfg.RemindMax > 0 && cfg.RemindEvery > 0 {
 		a.Reminders = reminders.NewScheduler(a.db.Pool, live.NewNotifier(a.nc, log.With("component", "reminders")),
 			cfg.RemindEvery, cfg.RemindMax, log.With("component", "reminders"))
+		a.Metrics.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "huddle_reminders_fired_total",
+			Help: "Reminder stream events of urgent messages this instance fired."},
+			func() float64 { return float64(a.Reminders.Fired()) }))
 	}
 	a.Server = api.New(api.Deps{
 		Logger:       log.With("component", "http"),

@@ -49,7 +49,7 @@ var Vars = []Var{
 	{"HUDDLE_RATE_PER_USER", "20", "Commands per second each clinic+user may send on average (token bucket); 0 turns the limit off (bench, load tests)."},
 	{"HUDDLE_RATE_BURST", "60", "Commands a user may send at once before HUDDLE_RATE_PER_USER applies; past it, 429 rate_limited with Retry-After."},
 	// Reminders of urgent messages (issue 17; reminders/, ADR 0016).
-	{"HUDDLE_URGENT_REMIND_EVERY", "2m", "Interval of the reminder events a recipient's stream gets until they acknowledge an urgent message."},
+	{"HUDDLE_URGENT_REMIND_EVERY", "2m", "Interval (at least 100ms) of the reminder events a recipient's stream gets until they acknowledge an urgent message."},
 	{"HUDDLE_URGENT_REMIND_MAX", "10", "Most reminders per recipient and urgent message; 0 turns reminders off."},
 }
 
@@ -220,6 +220,10 @@ func loadWith(getenv func(string) string, secret func(path string) ([]byte, erro
 	parseInt("HUDDLE_RATE_BURST", "60", 1, &burst)
 	c.RateBurst = int(burst)
 	parseDuration("HUDDLE_URGENT_REMIND_EVERY", "2m", &c.RemindEvery)
+	if c.RemindEvery > 0 && c.RemindEvery < 100*time.Millisecond {
+		// The scheduler polls at half the interval: shorter would keep a core busy for nothing.
+		bad("HUDDLE_URGENT_REMIND_EVERY", c.RemindEvery.String(), "want at least 100ms (minutes in production, e.g. 2m)")
+	}
 	var remindMax int64
 	parseInt("HUDDLE_URGENT_REMIND_MAX", "10", 0, &remindMax)
 	if remindMax > 1000 {

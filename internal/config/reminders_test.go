@@ -27,7 +27,7 @@ func TestLoad_UrgentReminders(t *testing.T) {
 		t.Fatalf("set: every %v, max %d, %v", c.RemindEvery, c.RemindMax, err)
 	}
 	for _, bad := range [][2]string{{"HUDDLE_URGENT_REMIND_EVERY", "0s"}, {"HUDDLE_URGENT_REMIND_EVERY", "-2m"},
-		{"HUDDLE_URGENT_REMIND_EVERY", "often"}, {"HUDDLE_URGENT_REMIND_MAX", "-1"},
+		{"HUDDLE_URGENT_REMIND_EVERY", "often"}, {"HUDDLE_URGENT_REMIND_EVERY", "50ms"}, {"HUDDLE_URGENT_REMIND_MAX", "-1"},
 		{"HUDDLE_URGENT_REMIND_MAX", "ten"}, {"HUDDLE_URGENT_REMIND_MAX", "100000"}} {
 		if _, err := load(env(bad[0], bad[1])); err == nil || !strings.Contains(err.Error(), bad[0]) {
 			t.Errorf("%s=%s: err %v, want one naming the variable", bad[0], bad[1], err)
