@@ -1093,29 +1093,40 @@ async function loadUrgent() {
 }
 
 // renderUrgent is the bar above every page listing the urgent messages that wait for me,
-// whatever mute and archive say, until I acknowledge each.
+// whatever mute and archive say, until I acknowledge each. Reminders only change counts, in
+// place: rebuilding the list every interval would pull a button from under a click.
 function renderUrgent() {
   const el = document.getElementById('urgent');
   if (!el) return;
   el.hidden = S.urgent.length === 0;
-  if (!S.urgent.length) { replace(el); return; }
+  const rows = S.urgent.map((m) => {
+    const c = S.convs.get(m.conversation_id);
+    const where = c && c.kind === 'group' ? ` in ${titleOf(c)}` : '';
+    return { m, who: `${nameOf(m.sender_id)}${where}`, text: m.recalled ? 'Message recalled' : m.text || (m.file ? m.file.name : '') };
+  });
+  const key = JSON.stringify(rows.map((r) => [r.m.id, r.who, r.text]));
+  const counts = () => {
+    for (const { m } of rows) {
+      const n = S.reminded.get(m.id);
+      const span = document.getElementById(`urgent-count-${m.id}`);
+      if (span) span.textContent = n ? ` · reminder ${n}` : '';
+    }
+  };
+  if (el.dataset.key === key) { counts(); return; }
+  el.dataset.key = key;
+  if (!rows.length) { replace(el); return; }
   replace(el,
     h('div', { class: 'urgent-head' },
       h('h2', { id: 'urgent-h' }, 'Urgent messages waiting for you'),
-      h('span', { class: 'badge' }, `${S.urgent.length} waiting`)),
-    h('ul', { class: 'urgent-list' }, S.urgent.map((m) => {
-      const c = S.convs.get(m.conversation_id);
-      const where = c && c.kind === 'group' ? ` in ${titleOf(c)}` : '';
-      const count = S.reminded.get(m.id);
-      return h('li', {},
-        h('span', { id: `urgent-${m.id}` }, h('strong', {}, `${nameOf(m.sender_id)}${where}`), ` (${clock(m.sent_at)}): `,
-          m.recalled ? 'Message recalled' : m.text || (m.file ? m.file.name : ''),
-          count ? ` · reminder ${count}` : ''),
-        h('button', {
-          type: 'button', class: 'link', 'data-focus': `urgent-open-${m.id}`, 'aria-describedby': `urgent-${m.id}`,
-          onclick: () => openChat(m.conversation_id, m.id),
-        }, 'Open chat'));
-    })));
+      h('span', { class: 'badge' }, `${rows.length} waiting`)),
+    h('ul', { class: 'urgent-list' }, rows.map(({ m, who, text }) => h('li', {},
+      h('span', { id: `urgent-${m.id}` }, h('strong', {}, who), ` (${clock(m.sent_at)}): `, text,
+        h('span', { id: `urgent-count-${m.id}` })),
+      h('button', {
+        type: 'button', class: 'link', 'data-focus': `urgent-open-${m.id}`, 'aria-describedby': `urgent-${m.id}`,
+        onclick: () => openChat(m.conversation_id, m.id),
+      }, 'Open chat')))));
+  counts();
 }
 
 // onReminder: the server repeats an urgent message I have not acknowledged; say it again,
