@@ -1042,8 +1042,9 @@ async function loadReceipts(chat) {
   let r;
   try {
     r = await api.get(`/v1/conversations/${encodeURIComponent(chat.id)}/receipts`);
-  } catch {
-    return; // a server without receipts: show none
+  } catch (err) {
+    showError(err);
+    return;
   }
   if (S.chat !== chat) return;
   chat.receipts = new Map(r.receipts.map((x) => [x.user_id, x]));
@@ -1084,8 +1085,9 @@ function applyReceipt(r) {
 async function loadUrgent() {
   try {
     S.urgent = (await api.get('/v1/urgent')).messages;
-  } catch {
-    return; // a server without the urgent list: what the stream brought stays
+  } catch (err) {
+    showError(err); // what the stream brought stays listed
+    return;
   }
   for (const id of S.reminded.keys()) if (!S.urgent.some((u) => u.id === id)) S.reminded.delete(id);
   renderUrgent();
