@@ -3,7 +3,6 @@ package main
 import (
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/chromedp/cdproto/dom"
 	"github.com/chromedp/cdproto/runtime"
@@ -56,25 +55,6 @@ func (b *tab) lacks(root *el, name string) {
 	if len(found) > 0 {
 		b.fatalf("%q should not be in %s; page text:\n%s", name, root.desc, b.text())
 	}
-}
-
-// pickContact clicks the person once the address-book search shows only them (it answers
-// as you type: a result of an earlier query may still be replaced under the mouse).
-func (b *tab) pickContact(name string) {
-	b.t.Helper()
-	deadline := time.Now().Add(wait)
-	for time.Now().Before(deadline) {
-		if lists, err := b.query(nil, "list", "Contacts"); err == nil && len(lists) == 1 {
-			all, err1 := b.query(lists[0], "button", "")
-			it, err2 := b.query(lists[0], "button", name)
-			if err1 == nil && err2 == nil && len(all) == 1 && len(it) == 1 {
-				it[0].click()
-				return
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	b.fatalf("the contact search never showed %q alone; page text:\n%s", name, b.text())
 }
 
 // reload loads the client again and waits until it has settled on the home page (the lists

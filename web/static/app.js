@@ -571,7 +571,7 @@ async function reloadChat() {
   document.getElementById('earlier').hidden = !chat.cursor;
   markRead();
   fillHistory();
-  loadReceipts(chat);
+  if (detail.membership === 'active') loadReceipts(chat); // receipts are for members
 }
 
 // shape is what the chat's header, panel and composer show; a change of it (not a new
