@@ -928,15 +928,17 @@ async function acknowledge(convId, m) {
   announce(`Acknowledged the urgent message from ${nameOf(m.sender_id)}`);
 }
 
-// applyAck follows an `ack` event: someone acknowledged my urgent message.
+// applyAck follows an `ack` event (only a message's sender gets them): someone acknowledged
+// my urgent message. It is said wherever I am; the open chat shows it on the message.
 function applyAck(a) {
+  const c = S.convs.get(a.conversation_id);
+  announce(`${nameOf(a.user_id)} acknowledged your urgent message${c ? ` in ${titleOf(c)}` : ''}`);
   if (!S.chat || S.chat.id !== a.conversation_id) return;
   const m = S.chat.messages.get(a.message_id);
   if (!m) return;
   const acks = m.acks || { acked: [], pending: activeOthers(m.sender_id) };
   if ((acks.acked || []).some((x) => x.user_id === a.user_id)) return;
   updateMessage({ ...m, acks: { acked: [...(acks.acked || []), { user_id: a.user_id, at: a.at }], pending: (acks.pending || []).filter((id) => id !== a.user_id) } });
-  if (m.sender_id === S.me.id) announce(`${nameOf(a.user_id)} acknowledged your urgent message`);
 }
 
 // messageMenu is the options menu of a message I may change: my own (edit, recall) or, for a
