@@ -129,6 +129,11 @@ func TestWebClient_ClinicalMessaging(t *testing.T) {
 		bob.findAny(bob.message(urgentText), "", "You acknowledged")
 
 		alice.findAny(alice.message(urgentText), "", "Acknowledged by Bob Brown")
+		var said string
+		waitFor(t, "alice told that Bob acknowledged", func() bool {
+			alice.eval(`document.getElementById('announcer').textContent`, &said)
+			return said == "Bob Brown acknowledged your urgent message in Bob Brown"
+		}, &said)
 		alice.shot("11-urgent-acknowledged")
 
 		// From the read models after a reload, not from the events: the same.
