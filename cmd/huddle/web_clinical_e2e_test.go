@@ -272,4 +272,19 @@ func TestWebClient_ClinicalMessaging(t *testing.T) {
 		alice.findAny(mine, "", "Waiting for Carol Chen")
 		alice.shot("15-group-acks")
 	})
+
+	t.Run("rename group", func(t *testing.T) {
+		alice, bob := alice.in(t), bob.in(t)
+		alice.chatOption("Rename group")
+		dlg := alice.find("dialog", "Rename group")
+		alice.findIn(dlg, "textbox", "Group name").typeText("Ward 3 huddle")
+		alice.findIn(dlg, "button", "Save").click()
+		alice.find("heading", "Ward 3 huddle")
+		alice.has("You renamed the group")
+		if got := alice.focused(); got != "Chat options" {
+			t.Fatalf("alice: after renaming the focus is on %q, want Chat options", got)
+		}
+		bob.find("heading", "Ward 3 huddle")
+		bob.has("Alice Adams renamed the group")
+	})
 }

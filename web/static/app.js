@@ -615,6 +615,7 @@ function renderMenu() {
   const items = [
     [c.muted ? 'Unmute Notifications' : 'Mute Notifications', toggleMute],
     [c.archived ? 'Unarchive chat' : 'Archive chat', toggleArchive],
+    isGroup && active ? ['Rename group', renameGroup] : null,
     isGroup && active ? ['Leave group', confirmLeave] : null,
     isGroup && active && c.owner_id === S.me.id ? ['Delete group', confirmDelete] : null,
   ].filter(Boolean);
@@ -717,6 +718,39 @@ function confirmDialog(title, text, action, back = 'chat-options') {
     document.body.append(dlg);
     dlg.showModal();
   });
+}
+
+// renameGroup asks for the group's new name in a modal dialog (any active member may rename;
+// the history records it).
+function renameGroup() {
+  const chat = S.chat;
+  const input = h('input', { id: 'rename-input', value: titleOf(chat.summary), autocomplete: 'off' });
+  const problem = h('p', { role: 'alert', class: 'problem' });
+  const dlg = h('dialog', { class: 'confirm', 'aria-labelledby': 'rename-h' });
+  const save = async (e) => {
+    e.preventDefault();
+    const title = input.value.trim();
+    if (!title) { problem.textContent = 'Type a name.'; return; }
+    try {
+      const summary = await api.call('PATCH', `/v1/conversations/${encodeURIComponent(chat.id)}`, { title });
+      dlg.close();
+      upsert(summary);
+      if (S.chat === chat) { chat.summary = { ...chat.summary, ...summary }; renderChatHead(); }
+      renderLists();
+      announce(`Group renamed ${title}`);
+    } catch (err) { problem.textContent = err.message; }
+  };
+  replace(dlg,
+    h('h2', { id: 'rename-h' }, 'Rename group'),
+    h('form', { class: 'rename-form', onsubmit: save },
+      h('label', { for: 'rename-input' }, 'Group name'), input, problem,
+      h('div', { class: 'row' },
+        h('button', { type: 'button', onclick: () => dlg.close() }, 'Cancel'),
+        h('button', { type: 'submit', class: 'primary' }, 'Save'))));
+  dlg.addEventListener('close', () => { dlg.remove(); focusOn('chat-options'); });
+  document.body.append(dlg);
+  dlg.showModal();
+  input.select();
 }
 
 async function confirmLeave() {
