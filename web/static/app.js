@@ -1,8 +1,8 @@
 // Huddle's web client: the screens of the provider-to-provider chat article (sign-in, the chats
 // dropdown, See All Chats, New Chat, a chat with its participants panel and options menu) and
 // clinical messaging (urgent messages and their acknowledgements, read receipts, edit and
-// recall: API-v1.1.md), over the public API and the live stream. Control names are fixed by UI.md: people using a
-// screen reader, and the end-to-end tests, find controls by them.
+// recall: API-v1.1.md), over the public API and the live stream. Control names are fixed by
+// UI.md: people using a screen reader, and the end-to-end tests, find controls by them.
 
 import * as api from './api.js';
 import { openStream } from './sse.js';
