@@ -287,4 +287,24 @@ func TestWebClient_ClinicalMessaging(t *testing.T) {
 		bob.find("heading", "Ward 3 huddle")
 		bob.has("Alice Adams renamed the group")
 	})
+
+	t.Run("urgent through mute", func(t *testing.T) {
+		alice, bob := alice.in(t), bob.in(t)
+		bob.chatOption("Mute Notifications")
+		bob.find("image", "Muted")
+		bob.openChats()
+		bob.inDropdown("See All Chats").click()
+		bob.find("heading", "All chats")
+		sounds, popups := bob.counters()
+		// From the keyboard: Space ticks Urgent.
+		alice.find("textbox", "Message").typeText("Rapid response, bed 2")
+		alice.find("checkbox", "Urgent").call(`function() { this.focus(); }`, nil)
+		alice.key(" ")
+		alice.key(kb.Enter) // on a checkbox: submits the form, as Send would
+		alice.findAny(alice.message("Rapid response, bed 2"), "", "Urgent")
+		bob.find("dialog", "New message in Ward 3 huddle")
+		if s2, p2 := bob.counters(); s2 <= sounds || p2 != popups+1 {
+			t.Fatalf("bob: an urgent message in a muted chat moved sounds %d -> %d and pop-ups %d -> %d; want a chime and one pop-up", sounds, s2, popups, p2)
+		}
+	})
 }
