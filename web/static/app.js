@@ -1,7 +1,8 @@
 // Huddle's web client: the screens of the provider-to-provider chat article (sign-in, the chats
-// dropdown, See All Chats, New Chat, a chat with its participants panel and options menu),
-// over the public API and the live stream. Control names are fixed by UI.md: people using a
-// screen reader, and the end-to-end tests, find controls by them.
+// dropdown, See All Chats, New Chat, a chat with its participants panel and options menu) and
+// clinical messaging (urgent messages and their acknowledgements, read receipts, edit and
+// recall: API-v1.1.md), over the public API and the live stream. Control names are fixed by
+// UI.md: people using a screen reader, and the end-to-end tests, find controls by them.
 
 import * as api from './api.js';
 import { openStream } from './sse.js';
@@ -17,7 +18,7 @@ const announcer = document.getElementById('announcer');
 
 // Tests (and curious people) can read how often the client chimed: sound is otherwise
 // invisible to a headless browser.
-window.huddle = { sounds: 0, popups: 0, dropStream: () => S.stream && S.stream.drop() };
+window.huddle = { sounds: 0, popups: 0, reminders: 0, dropStream: () => S.stream && S.stream.drop() };
 
 const S = {
   me: null, // {id, clinic, name}
@@ -29,6 +30,8 @@ const S = {
   chat: null, // the open chat
   stream: null,
   live: new Map(), // conversation id -> the last LIVE messages the stream brought
+  urgent: [], // urgent messages waiting for my acknowledgement (GET /v1/urgent), oldest first
+  reminded: new Map(), // message id -> how many reminders the stream brought for it
 };
 
 function announce(text) {
@@ -193,6 +196,7 @@ function signOut() {
 // ---------------------------------------------------------------- the signed-in shell
 
 async function start() {
+  S.view = 'loading';
   renderShell();
   // The stream opens first so nothing that happens while the lists load is missed; `reset`
   // (the server could not resume) reloads everything.
@@ -213,7 +217,8 @@ async function start() {
     });
   });
   await refreshAll();
-  renderMain();
+  // The lists are out before this: someone quick may have opened a chat already.
+  if (S.view === 'loading') renderMain();
 }
 
 async function refreshAll() {
@@ -236,6 +241,7 @@ async function refreshAll() {
   }
   renderHeader();
   renderLists();
+  loadUrgent();
   if (S.chat) reloadChat().catch(showError);
 }
 
@@ -281,6 +287,7 @@ function renderShell() {
         h('button', { type: 'button', onclick: () => { toggleDropdown(false); showAll(); } }, 'See All Chats'),
         h('button', { type: 'button', class: 'primary', onclick: () => { toggleDropdown(false); showNewChat(); } }, 'New Chat')))),
     h('div', { id: 'error', role: 'alert' }),
+    h('section', { id: 'urgent', class: 'urgent-bar', 'aria-labelledby': 'urgent-h', hidden: true }),
     h('main', { id: 'main', tabindex: '-1' }),
     h('div', { id: 'popups', class: 'popups' }));
   document.addEventListener('click', (e) => {
@@ -423,10 +430,11 @@ function showNewChat() {
   const results = h('div', { id: 'new-results', 'aria-live': 'polite' });
   const selected = new Map(); // group members picked so far
   const groupBox = h('input', { type: 'checkbox', id: 'group-toggle' });
-  const groupName = h('input', { id: 'group-name', autocomplete: 'off' });
+  const groupName = h('input', { id: 'group-name', autocomplete: 'off', 'aria-describedby': 'group-name-hint' });
   const chips = h('ul', { class: 'chips', 'aria-label': 'People in the new group' });
   const groupFields = h('div', { class: 'group-fields', hidden: true },
-    h('label', { for: 'group-name' }, 'Group name'), groupName, chips,
+    h('label', { for: 'group-name' }, 'Group name'), groupName,
+    h('p', { id: 'group-name-hint', class: 'hint' }, 'Optional: a group without a name shows its members\' names.'), chips,
     h('button', { type: 'button', class: 'primary', onclick: createGroup }, 'Create group'));
   groupBox.addEventListener('change', () => { groupFields.hidden = !groupBox.checked; });
 
@@ -503,8 +511,13 @@ function showNewChat() {
 
 // ---------------------------------------------------------------- a chat
 
-async function openChat(id) {
-  S.chat = { id, summary: S.convs.get(id) || null, detail: null, messages: new Map(), cursor: undefined, loading: false, editing: false, pendingRemove: null, addPick: null };
+// openChat opens a chat; with ackFor (an urgent message's id) the focus goes to that
+// message's Acknowledge button once the history is in.
+async function openChat(id, ackFor) {
+  S.chat = {
+    id, summary: S.convs.get(id) || null, detail: null, messages: new Map(), cursor: undefined, loading: false,
+    editing: false, pendingRemove: null, addPick: null, editingId: null, receipts: new Map(),
+  };
   closePopup(id);
   setView('chat', h('section', { class: 'chat', 'aria-labelledby': 'chat-title' },
     h('header', { class: 'chat-head' },
@@ -518,8 +531,11 @@ async function openChat(id) {
       h('aside', { id: 'participants', class: 'participants', 'aria-label': 'Participants' })),
     h('div', { id: 'composer', class: 'composer' })));
   S.chat.id = id;
+  const chat = S.chat;
   try {
     await reloadChat();
+    const ack = ackFor && S.chat === chat && document.querySelector(`[data-focus="${CSS.escape(`ack-${ackFor}`)}"]`);
+    if (ack) { ack.scrollIntoView({ block: 'center' }); ack.focus(); }
   } catch (err) {
     showError(err);
     if (err.status === 404) { S.convs.delete(id); renderLists(); renderMain(); }
@@ -539,6 +555,7 @@ async function reloadChat() {
   if (!S.me.name && S.names.get(S.me.id)) { S.me.name = S.names.get(S.me.id); renderHeader(); }
   if (!detail.archived) S.convs.set(detail.id, { ...(S.convs.get(detail.id) || {}), ...detail, participants: detail.participants });
   chat.messages = new Map();
+  chat.editingId = null;
   chat.cursor = page.next_cursor || null;
   renderChatHead();
   renderParticipants();
@@ -554,6 +571,7 @@ async function reloadChat() {
   document.getElementById('earlier').hidden = !chat.cursor;
   markRead();
   fillHistory();
+  if (detail.membership === 'active') loadReceipts(chat); // receipts are for members
 }
 
 // shape is what the chat's header, panel and composer show; a change of it (not a new
@@ -589,7 +607,7 @@ function renderChatHead() {
   renderMenu();
 }
 
-// renderMenu is the ellipsis menu (WAI-ARIA menu button: arrows move, Escape closes).
+// renderMenu is the chat's ellipsis menu.
 function renderMenu() {
   const c = S.chat.summary;
   const isGroup = c.kind === 'group';
@@ -597,19 +615,33 @@ function renderMenu() {
   const items = [
     [c.muted ? 'Unmute Notifications' : 'Mute Notifications', toggleMute],
     [c.archived ? 'Unarchive chat' : 'Archive chat', toggleArchive],
+    isGroup && active ? ['Rename group', renameGroup] : null,
     isGroup && active ? ['Leave group', confirmLeave] : null,
     isGroup && active && c.owner_id === S.me.id ? ['Delete group', confirmDelete] : null,
   ].filter(Boolean);
+  replace(document.getElementById('chat-menu'), menuButton('chat-options', 'Chat options', items));
+}
+
+// menuButton is an ellipsis button with its menu (WAI-ARIA menu button: arrows move, Escape
+// closes and returns to the button); items are [label, action] pairs.
+function menuButton(id, label, items) {
   const button = h('button', {
-    type: 'button', class: 'icon-button', id: 'chat-options', 'aria-label': 'Chat options',
-    'aria-haspopup': 'menu', 'aria-expanded': 'false', 'aria-controls': 'chat-options-menu',
+    type: 'button', class: 'icon-button', id, 'aria-label': label, 'data-focus': id,
+    'aria-haspopup': 'menu', 'aria-expanded': 'false', 'aria-controls': `${id}-menu`,
   }, icon('dots'));
-  const menu = h('ul', { id: 'chat-options-menu', role: 'menu', 'aria-label': 'Chat options', class: 'menu', hidden: true },
+  const menu = h('ul', { id: `${id}-menu`, role: 'menu', 'aria-label': label, class: 'menu', hidden: true },
     items.map(([label, fn]) => h('li', { role: 'none' },
       h('button', { type: 'button', role: 'menuitem', tabindex: '-1', onclick: () => { close(); fn(); } }, label))));
   const entries = () => [...menu.querySelectorAll('[role=menuitem]')];
   function open() {
     menu.hidden = false;
+    // In a scrolling history, open upward when the menu would run past the bottom.
+    const box = button.closest('.messages');
+    if (box) {
+      const b = button.getBoundingClientRect();
+      const area = box.getBoundingClientRect();
+      menu.classList.toggle('up', b.bottom + menu.offsetHeight > area.bottom && b.top - menu.offsetHeight > area.top);
+    }
     button.setAttribute('aria-expanded', 'true');
     entries()[0].focus();
   }
@@ -631,7 +663,7 @@ function renderMenu() {
     e.preventDefault();
   });
   menu.addEventListener('focusout', (e) => { if (!menu.contains(e.relatedTarget) && e.relatedTarget !== button) close(); });
-  replace(document.getElementById('chat-menu'), button, menu);
+  return [button, menu];
 }
 
 const convPath = () => `/v1/conversations/${encodeURIComponent(S.chat.id)}`;
@@ -668,8 +700,8 @@ async function toggleArchive() {
 }
 
 // confirmDialog is a modal <dialog>: it keeps focus inside, Escape cancels, and focus returns
-// to the options button afterwards.
-function confirmDialog(title, text, action) {
+// to the options button (back: its id) afterwards.
+function confirmDialog(title, text, action, back = 'chat-options') {
   return new Promise((resolve) => {
     const dlg = h('dialog', { class: 'confirm', 'aria-labelledby': 'confirm-h', 'aria-describedby': 'confirm-p' },
       h('h2', { id: 'confirm-h' }, title),
@@ -679,13 +711,46 @@ function confirmDialog(title, text, action) {
         h('button', { type: 'button', class: 'danger', onclick: () => dlg.close('ok') }, action)));
     dlg.addEventListener('close', () => {
       dlg.remove();
-      const back = document.getElementById('chat-options');
-      if (back) back.focus();
+      const to = document.getElementById(back) || document.getElementById('messages');
+      if (to) to.focus();
       resolve(dlg.returnValue === 'ok');
     });
     document.body.append(dlg);
     dlg.showModal();
   });
+}
+
+// renameGroup asks for the group's new name in a modal dialog (any active member may rename;
+// the history records it).
+function renameGroup() {
+  const chat = S.chat;
+  const input = h('input', { id: 'rename-input', value: titleOf(chat.summary), autocomplete: 'off' });
+  const problem = h('p', { role: 'alert', class: 'problem' });
+  const dlg = h('dialog', { class: 'confirm', 'aria-labelledby': 'rename-h' });
+  const save = async (e) => {
+    e.preventDefault();
+    const title = input.value.trim();
+    if (!title) { problem.textContent = 'Type a name.'; return; }
+    try {
+      const summary = await api.call('PATCH', `/v1/conversations/${encodeURIComponent(chat.id)}`, { title });
+      dlg.close();
+      upsert(summary);
+      if (S.chat === chat) { chat.summary = { ...chat.summary, ...summary }; renderChatHead(); }
+      renderLists();
+      announce(`Group renamed ${title}`);
+    } catch (err) { problem.textContent = err.message; }
+  };
+  replace(dlg,
+    h('h2', { id: 'rename-h' }, 'Rename group'),
+    h('form', { class: 'rename-form', onsubmit: save },
+      h('label', { for: 'rename-input' }, 'Group name'), input, problem,
+      h('div', { class: 'row' },
+        h('button', { type: 'button', onclick: () => dlg.close() }, 'Cancel'),
+        h('button', { type: 'submit', class: 'primary' }, 'Save'))));
+  dlg.addEventListener('close', () => { dlg.remove(); focusOn('chat-options'); });
+  document.body.append(dlg);
+  dlg.showModal();
+  input.select();
 }
 
 async function confirmLeave() {
@@ -731,22 +796,53 @@ function formatSize(n) {
   return `${(n / (1 << 20)).toFixed(1)} MB`;
 }
 
+const clock = (t) => new Date(t).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+
+// messageItem is one message of the history. An urgent one says so in words (not by colour
+// alone) and carries its acknowledgements; the reader's own messages have an options menu.
 function messageItem(m) {
   if (m.kind === 'system') return h('li', { class: 'msg system', 'data-id': m.id }, systemText(m));
   const mine = m.sender_id === S.me.id;
-  const at = new Date(m.sent_at);
+  const urgent = m.priority === 'urgent';
   let body;
   if (m.recalled) body = h('p', { class: 'text recalled' }, 'Message recalled');
+  else if (S.chat && S.chat.editingId === m.id) body = messageEditor(m);
   else if (m.kind === 'file' && m.file) {
     body = h('p', { class: 'text' }, h('button', {
       type: 'button', class: 'file-link',
       onclick: () => api.download(m.file).catch(showError),
     }, `Download ${m.file.name}`), ` (${formatSize(m.file.size)})`);
   } else body = h('p', { class: 'text' }, m.text);
-  return h('li', { class: `msg ${mine ? 'mine' : 'theirs'}`, 'data-id': m.id },
-    h('p', { class: 'meta' }, h('span', { class: 'who' }, mine ? 'You' : nameOf(m.sender_id)), ' ',
-      h('time', { datetime: m.sent_at }, at.toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' }))),
-    body);
+  // An article each, so a screen reader can move from message to message.
+  return h('li', { class: `msg ${mine ? 'mine' : 'theirs'}${urgent ? ' urgent' : ''}`, role: 'article', 'data-id': m.id },
+    h('div', { class: 'meta' },
+      urgent ? h('strong', { class: 'urgent-mark' }, 'Urgent') : null,
+      h('span', { class: 'who' }, mine ? 'You' : nameOf(m.sender_id)),
+      h('time', { datetime: m.sent_at }, clock(m.sent_at)),
+      m.edited_at && !m.recalled ? h('span', { class: 'edited', title: `Edited at ${clock(m.edited_at)}` }, '(edited)') : null,
+      messageMenu(m)),
+    body,
+    urgent ? ackLine(m) : null);
+}
+
+// updateMessage shows a changed message (edited, recalled, acknowledged) in place.
+function updateMessage(m) {
+  const live = S.live.get(m.conversation_id || (S.chat && S.chat.id));
+  if (live) {
+    const i = live.findIndex((x) => x.id === m.id);
+    if (i >= 0) live[i] = { ...live[i], ...m };
+  }
+  if (!S.chat || !S.chat.messages.has(m.id)) return;
+  S.chat.messages.set(m.id, m);
+  // The item stays (a screen reader's place in the log, the focus when it has it); what is in
+  // it changes.
+  const item = document.querySelector(`#messages [data-id="${CSS.escape(m.id)}"]`);
+  if (item) {
+    const fresh = messageItem(m);
+    item.className = fresh.className;
+    replace(item, ...fresh.childNodes);
+  }
+  renderReceipts();
 }
 
 // addMessages puts messages at the end (new) or the start (older pages), skipping ones already
@@ -758,6 +854,7 @@ function addMessages(msgs, where) {
   const items = fresh.map(messageItem);
   if (where === 'start') list.prepend(...items);
   else list.append(...items);
+  if (fresh.length) renderReceipts();
 }
 
 async function loadOlder() {
@@ -801,6 +898,289 @@ function markRead(force) {
 
 document.addEventListener('visibilitychange', () => { if (!document.hidden) markRead(); });
 
+// ---------------------------------------------------------------- clinical messaging
+
+const msgPath = (convId, msgId) => `/v1/conversations/${encodeURIComponent(convId)}/messages/${encodeURIComponent(msgId)}`;
+
+// activeOthers are the open chat's active members other than userId: whom a new urgent
+// message waits for.
+function activeOthers(userId) {
+  const d = S.chat && S.chat.detail;
+  return d ? d.participants.filter((p) => (!p.state || p.state === 'active') && p.id !== userId).map((p) => p.id) : [];
+}
+
+// waitingForMe: an urgent message that still waits for my acknowledgement. The message's
+// acks say so; a message that came without them (an older server's stream) counts when it is
+// on my urgent list.
+function waitingForMe(m) {
+  if (m.priority !== 'urgent' || m.sender_id === S.me.id) return false;
+  if (m.acks) return (m.acks.pending || []).includes(S.me.id);
+  return S.urgent.some((u) => u.id === m.id);
+}
+
+const names = (ids) => ids.map(nameOf).sort((a, b) => a.localeCompare(b)).join(', ');
+
+// ackLine is what an urgent message says about its acknowledgements: the button for a
+// recipient it waits for; who has acknowledged and who has not for its sender.
+function ackLine(m) {
+  if (waitingForMe(m)) {
+    return h('div', { class: 'ack' }, h('button', {
+      type: 'button', class: 'danger', 'data-focus': `ack-${m.id}`,
+      onclick: () => acknowledge(m.conversation_id || S.chat.id, m),
+    }, 'Acknowledge'));
+  }
+  const acks = m.acks;
+  if (m.sender_id !== S.me.id) {
+    return acks && (acks.acked || []).some((a) => a.user_id === S.me.id) ? h('p', { class: 'ack' }, 'You acknowledged') : null;
+  }
+  if (!acks) return h('p', { class: 'ack' }, 'Waiting for acknowledgement');
+  const acked = (acks.acked || []).map((a) => a.user_id);
+  const pending = acks.pending || [];
+  return h('p', { class: 'ack' },
+    acked.length ? h('span', { class: 'acked' }, `Acknowledged by ${names(acked)}`) : null,
+    pending.length ? h('span', { class: 'pending' }, `Waiting for ${names(pending)}`) : null,
+    !acked.length && !pending.length ? h('span', {}, 'No one to acknowledge it') : null);
+}
+
+async function acknowledge(convId, m) {
+  try {
+    await api.call('POST', `${msgPath(convId, m.id)}/ack`);
+  } catch (err) {
+    showError(err);
+    return;
+  }
+  const now = new Date().toISOString();
+  const acks = m.acks || { acked: [], pending: [S.me.id] };
+  S.urgent = S.urgent.filter((u) => u.id !== m.id);
+  S.reminded.delete(m.id);
+  renderUrgent();
+  const shown = S.chat && S.chat.messages.get(m.id);
+  if (shown) {
+    updateMessage({ ...shown, acks: { acked: [...acks.acked, { user_id: S.me.id, at: now }], pending: acks.pending.filter((id) => id !== S.me.id) } });
+    document.getElementById('messages').focus(); // the button is gone
+  }
+  announce(`Acknowledged the urgent message from ${nameOf(m.sender_id)}`);
+}
+
+// applyAck follows an `ack` event (only a message's sender gets them): someone acknowledged
+// my urgent message. It is said wherever I am; the open chat shows it on the message.
+function applyAck(a) {
+  const c = S.convs.get(a.conversation_id);
+  announce(`${nameOf(a.user_id)} acknowledged your urgent message${c ? ` in ${titleOf(c)}` : ''}`);
+  if (!S.chat || S.chat.id !== a.conversation_id) return;
+  const m = S.chat.messages.get(a.message_id);
+  if (!m) return;
+  const acks = m.acks || { acked: [], pending: activeOthers(m.sender_id) };
+  if ((acks.acked || []).some((x) => x.user_id === a.user_id)) return;
+  updateMessage({ ...m, acks: { acked: [...(acks.acked || []), { user_id: a.user_id, at: a.at }], pending: (acks.pending || []).filter((id) => id !== a.user_id) } });
+}
+
+// messageMenu is the options menu of a message I may change: my own (edit, recall) or, for a
+// group's owner, anyone's (recall).
+function messageMenu(m) {
+  if (m.recalled || !S.chat || !S.chat.summary) return null;
+  const c = S.chat.summary;
+  const mine = m.sender_id === S.me.id;
+  const active = c.membership === 'active';
+  const owner = c.kind === 'group' && c.owner_id === S.me.id;
+  const items = [
+    mine && active && m.kind === 'text' ? ['Edit message', () => startEdit(m.id)] : null,
+    mine || owner ? ['Recall message', () => recallMessage(m)] : null,
+  ].filter(Boolean);
+  if (!items.length) return null;
+  return h('span', { class: 'menu-wrap msg-menu' }, menuButton(`opts-${m.id}`, 'Message options', items));
+}
+
+function focusOn(id) {
+  const el = document.getElementById(id) || document.getElementById('messages');
+  if (el) el.focus();
+}
+
+function startEdit(id) {
+  const m = S.chat.messages.get(id);
+  if (!m) return;
+  S.chat.editingId = id;
+  updateMessage(m);
+  const box = document.getElementById(`edit-${id}`);
+  if (box) { box.focus(); box.setSelectionRange(box.value.length, box.value.length); }
+}
+
+function stopEdit(id) {
+  if (!S.chat) return;
+  S.chat.editingId = null;
+  const m = S.chat.messages.get(id);
+  if (m) updateMessage(m);
+  focusOn(`opts-${id}`);
+}
+
+// messageEditor edits a message in place: Enter saves, Shift+Enter is a new line, Escape
+// cancels.
+function messageEditor(m) {
+  const box = h('textarea', { id: `edit-${m.id}`, class: 'edit-box', rows: 2, 'aria-label': 'Edit message text', 'aria-describedby': `edit-hint-${m.id}`, value: m.text });
+  const chat = S.chat;
+  const save = async () => {
+    const text = box.value.trim();
+    if (!text) { showError('A message cannot be empty: recall it instead.'); return; }
+    if (text === m.text) { stopEdit(m.id); return; }
+    try {
+      const edited = await api.call('PATCH', msgPath(chat.id, m.id), { text });
+      if (S.chat !== chat) return;
+      chat.editingId = null;
+      updateMessage({ ...chat.messages.get(m.id), ...edited, text: edited.text ?? text });
+      focusOn(`opts-${m.id}`);
+      announce('Message edited');
+    } catch (err) { showError(err); }
+  };
+  box.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); save(); }
+    if (e.key === 'Escape') { e.preventDefault(); stopEdit(m.id); }
+  });
+  return h('form', { class: 'edit-form', onsubmit: (e) => { e.preventDefault(); save(); } },
+    box,
+    h('p', { id: `edit-hint-${m.id}`, class: 'hint' }, 'Enter saves, Escape cancels.'),
+    h('div', { class: 'row' },
+      h('button', { type: 'submit', class: 'primary' }, 'Save'),
+      h('button', { type: 'button', onclick: () => stopEdit(m.id) }, 'Cancel')));
+}
+
+async function recallMessage(m) {
+  if (!await confirmDialog('Recall this message?', 'Everyone in the chat sees "Message recalled" in its place. Auditors still see what was sent.', 'Recall', `opts-${m.id}`)) return;
+  const chat = S.chat;
+  try {
+    await api.call('DELETE', msgPath(chat.id, m.id));
+    if (S.chat !== chat) return;
+    if (chat.editingId === m.id) chat.editingId = null;
+    updateMessage({ ...chat.messages.get(m.id), recalled: true, text: '', file: undefined });
+    focusOn('messages');
+    announce('Message recalled');
+  } catch (err) { showError(err); }
+}
+
+// applyUpdate follows a `message_updated` event (an edit or a recall). A message being edited
+// here keeps its editor unless it was recalled.
+function applyUpdate(m) {
+  const i = S.urgent.findIndex((u) => u.id === m.id);
+  if (i >= 0) { S.urgent[i] = { ...S.urgent[i], ...m }; renderUrgent(); }
+  if (!S.chat || S.chat.id !== m.conversation_id || !S.chat.messages.has(m.id)) {
+    updateMessage(m);
+    return;
+  }
+  if (S.chat.editingId === m.id) {
+    if (!m.recalled) { S.chat.messages.set(m.id, { ...S.chat.messages.get(m.id), ...m }); return; }
+    S.chat.editingId = null;
+  }
+  updateMessage({ ...S.chat.messages.get(m.id), ...m });
+}
+
+// ---- receipts
+
+async function loadReceipts(chat) {
+  let r;
+  try {
+    r = await api.get(`/v1/conversations/${encodeURIComponent(chat.id)}/receipts`);
+  } catch (err) {
+    showError(err);
+    return;
+  }
+  if (S.chat !== chat) return;
+  chat.receipts = new Map(r.receipts.map((x) => [x.user_id, x]));
+  renderReceipts();
+}
+
+// renderReceipts puts "Seen by" under my latest message: the members whose read marker is at
+// it or past it.
+function renderReceipts() {
+  const chat = S.chat;
+  const list = document.getElementById('messages');
+  if (!chat || !list) return;
+  for (const el of list.querySelectorAll('.receipts')) el.remove();
+  const items = [...list.querySelectorAll(':scope > li[data-id]')];
+  const index = new Map(items.map((li, i) => [li.dataset.id, i]));
+  let at = items.length - 1;
+  while (at >= 0 && !items[at].classList.contains('mine')) at--;
+  if (at < 0) return;
+  const seen = [];
+  for (const r of chat.receipts.values()) {
+    if (r.user_id === S.me.id || !r.last_read_message_id) continue;
+    const i = index.get(r.last_read_message_id);
+    if (i !== undefined && i >= at) seen.push(nameOf(r.user_id));
+  }
+  if (!seen.length) return;
+  seen.sort((a, b) => a.localeCompare(b));
+  items[at].append(h('p', { class: 'receipts' }, `Seen by ${seen.join(', ')}`));
+}
+
+function applyReceipt(r) {
+  if (!S.chat || S.chat.id !== r.conversation_id) return;
+  S.chat.receipts.set(r.user_id, r);
+  renderReceipts();
+}
+
+// ---- urgent messages waiting for me
+
+async function loadUrgent() {
+  try {
+    S.urgent = (await api.get('/v1/urgent')).messages;
+  } catch (err) {
+    showError(err); // what the stream brought stays listed
+    return;
+  }
+  for (const id of S.reminded.keys()) if (!S.urgent.some((u) => u.id === id)) S.reminded.delete(id);
+  renderUrgent();
+  if (S.chat) for (const m of S.chat.messages.values()) if (m.priority === 'urgent' && !m.acks) updateMessage(m);
+}
+
+// renderUrgent is the bar above every page listing the urgent messages that wait for me,
+// whatever mute and archive say, until I acknowledge each. Reminders only change counts, in
+// place: rebuilding the list every interval would pull a button from under a click.
+function renderUrgent() {
+  const el = document.getElementById('urgent');
+  if (!el) return;
+  el.hidden = S.urgent.length === 0;
+  const rows = S.urgent.map((m) => {
+    const c = S.convs.get(m.conversation_id);
+    const where = c && c.kind === 'group' ? ` in ${titleOf(c)}` : '';
+    return { m, who: `${nameOf(m.sender_id)}${where}`, text: m.recalled ? 'Message recalled' : m.text || (m.file ? m.file.name : '') };
+  });
+  const key = JSON.stringify(rows.map((r) => [r.m.id, r.who, r.text]));
+  const counts = () => {
+    for (const { m } of rows) {
+      const n = S.reminded.get(m.id);
+      const span = document.getElementById(`urgent-count-${m.id}`);
+      if (span) span.textContent = n ? ` · reminder ${n}` : '';
+    }
+  };
+  if (el.dataset.key === key) { counts(); return; }
+  el.dataset.key = key;
+  if (!rows.length) { replace(el); return; }
+  replace(el,
+    h('div', { class: 'urgent-head' },
+      h('h2', { id: 'urgent-h' }, 'Urgent messages waiting for you'),
+      h('span', { class: 'badge' }, `${rows.length} waiting`)),
+    h('ul', { class: 'urgent-list' }, rows.map(({ m, who, text }) => h('li', {},
+      h('span', { id: `urgent-${m.id}` }, h('strong', {}, who), ` (${clock(m.sent_at)}): `, text,
+        h('span', { id: `urgent-count-${m.id}` })),
+      h('button', {
+        type: 'button', class: 'link', 'data-focus': `urgent-open-${m.id}`, 'aria-describedby': `urgent-${m.id}`,
+        onclick: () => openChat(m.conversation_id, m.id),
+      }, 'Open chat')))));
+  counts();
+}
+
+// onReminder: the server repeats an urgent message I have not acknowledged; say it again,
+// through mute, and chime.
+function onReminder(r) {
+  window.huddle.reminders++;
+  S.reminded.set(r.message_id, r.count);
+  const m = S.urgent.find((u) => u.id === r.message_id);
+  if (!m) loadUrgent();
+  renderUrgent();
+  const c = S.convs.get(r.conversation_id);
+  const from = m ? ` from ${nameOf(m.sender_id)}` : '';
+  announce(`Reminder: the urgent message${from}${c ? ` in ${titleOf(c)}` : ''} is waiting for your acknowledgement`);
+  chime();
+}
+
 // ---------------------------------------------------------------- composer
 
 function renderComposer() {
@@ -814,15 +1194,30 @@ function renderComposer() {
   const text = h('textarea', { id: 'message', rows: 1, 'aria-label': 'Message', placeholder: 'Type a message' });
   const progress = h('progress', { max: '100', value: '0', hidden: true, 'aria-label': 'Upload progress' });
   const file = h('input', { type: 'file', id: 'file', class: 'file-input', 'aria-label': 'Send a file' });
+  // Urgent: the message reaches everyone even in a muted chat and waits for each of them to
+  // acknowledge it. It applies to the next message only.
+  const urgent = h('input', { type: 'checkbox', id: 'urgent-toggle', 'aria-describedby': 'urgent-hint' });
+  const form = h('form', { class: 'compose-form', onsubmit: (e) => { e.preventDefault(); send(); } });
+  urgent.addEventListener('change', () => form.classList.toggle('is-urgent', urgent.checked));
   const send = async () => {
     const body = text.value.trim();
     if (!body) return;
     const chat = S.chat;
+    const priority = urgent.checked ? 'urgent' : 'normal';
     try {
       // A client_message_id makes a retry after a lost answer safe: the server keeps one.
-      const m = await api.call('POST', `${convPath()}/messages`, { text: body, client_message_id: crypto.randomUUID() });
+      const m = await api.call('POST', `${convPath()}/messages`, { text: body, client_message_id: crypto.randomUUID(), priority });
       text.value = '';
-      if (S.chat === chat) { addMessages([m], 'end'); scrollToEnd(); }
+      urgent.checked = false;
+      form.classList.remove('is-urgent');
+      if (priority === 'urgent' && !m.acks) m.acks = { acked: [], pending: activeOthers(S.me.id) };
+      if (S.chat === chat) {
+        // The stream may have brought it first: the answer is the message as sent.
+        const shown = chat.messages.get(m.id);
+        if (shown) updateMessage({ ...shown, ...m, acks: shown.acks || m.acks });
+        else addMessages([m], 'end');
+        scrollToEnd();
+      }
     } catch (err) {
       showError(err);
       if (err.code === 'cannot_send') reloadChat().catch(() => {});
@@ -847,10 +1242,13 @@ function renderComposer() {
       file.value = '';
     }
   });
-  replace(el, h('form', { class: 'compose-form', onsubmit: (e) => { e.preventDefault(); send(); } },
+  replace(form,
     h('label', { class: 'icon-button file-label' }, icon('clip'), file),
     text,
-    h('button', { type: 'submit', class: 'primary' }, 'Send')), progress);
+    h('label', { class: 'urgent-choice', title: 'Reaches everyone, even in a muted chat, until each acknowledges' }, urgent, 'Urgent'),
+    h('button', { type: 'submit', class: 'primary' }, 'Send'));
+  replace(el, form, progress,
+    h('p', { id: 'urgent-hint', class: 'sr-only' }, 'An urgent message reaches everyone, even in a muted chat, and waits for each of them to acknowledge it.'));
 }
 
 function scrollToEnd() {
@@ -985,11 +1383,16 @@ function onEvent(kind, data) {
       refreshAll().catch(showError);
       return;
     case 'message_updated':
-      if (S.chat && S.chat.id === data.conversation_id && S.chat.messages.has(data.id)) {
-        S.chat.messages.set(data.id, data);
-        const old = document.querySelector(`#messages [data-id="${CSS.escape(data.id)}"]`);
-        if (old) old.replaceWith(messageItem(data));
-      }
+      applyUpdate(data);
+      return;
+    case 'ack':
+      applyAck(data);
+      return;
+    case 'receipt':
+      applyReceipt(data);
+      return;
+    case 'reminder':
+      onReminder(data);
       return;
     default:
       return; // kinds this client does not show yet
@@ -1008,15 +1411,22 @@ function onMessage(m) {
     if (atEnd || m.sender_id === S.me.id) scrollToEnd();
     if (m.sender_id !== S.me.id) markRead(true);
   }
-  // notify is false for our own messages and in muted chats (API.md): no pop-up, no sound.
-  // System lines (someone added, left) are not news to chime about.
+  const urgent = m.priority === 'urgent';
+  if (urgent && m.sender_id !== S.me.id && (!m.acks || m.acks.pending.includes(S.me.id)) && !S.urgent.some((u) => u.id === m.id)) {
+    S.urgent.push(m);
+    renderUrgent();
+    if (open) updateMessage(S.chat.messages.get(m.id) || m); // its Acknowledge button
+  }
+  // notify is false for our own messages and in muted chats (API.md), but true for an urgent
+  // message whatever mute says: no pop-up, no sound unless it is set. System lines (someone
+  // added, left) are not news to chime about.
   if (!m.notify || m.kind === 'system') return;
   const c = S.convs.get(m.conversation_id);
   const title = c ? titleOf(c) : nameOf(m.sender_id);
-  const text = m.kind === 'file' && m.file ? `sent ${m.file.name}` : m.text;
+  const text = (urgent ? 'Urgent: ' : '') + (m.kind === 'file' && m.file ? `sent ${m.file.name}` : m.text);
   // The open chat's history is a live log that screen readers read out already.
   if (!open) announce(`New message from ${nameOf(m.sender_id)} in ${title}: ${text}`);
-  if (!open || document.hidden) chime();
+  if (!open || document.hidden || urgent) chime();
   if (!open) popup(m.conversation_id, title, `${nameOf(m.sender_id)}: ${text}`);
 }
 
