@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -122,29 +123,15 @@ func (s *Server) streamInHandler(c echo.Context, to live.Target) error {
 
 	heartbeat := time.NewTicker(s.heartbeat())
 	defer heartbeat.Stop()
-	var frames bytes.Buffer
 	for {
-		for {
-			entries, err := s.Feed.After(ctx, to, cursor, streamBatch)
-			if err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				s.Logger.Warn("live stream read failed", "user", to.UserID, "err", err)
-				break
-			}
-			frames.Reset()
-			for _, e := range entries {
-				appendSSE(&frames, e.Seq, e.Kind, e.Body)
-				cursor = e.Seq
-			}
-			if _, err := w.Write(frames.Bytes()); err != nil {
-				return nil
+		if cursor, err = s.sendFeed(ctx, to, cursor, func(frames []byte) error {
+			if _, err := w.Write(frames); err != nil {
+				return err
 			}
 			w.Flush()
-			if len(entries) < streamBatch {
-				break
-			}
+			return nil
+		}); err != nil {
+			return nil
 		}
 		select {
 		case <-ctx.Done():
@@ -157,6 +144,36 @@ func (s *Server) streamInHandler(c echo.Context, to live.Target) error {
 				return nil
 			}
 			w.Flush()
+		}
+	}
+}
+
+// sendFeed writes every entry of to's feed after cursor, a batch of frames at a time, and returns
+// the cursor it got to. A failed read is logged (unless ctx ended) and ends the pass: the next
+// wake-up or heartbeat reads again. Only a failed write is returned: the stream is gone.
+func (s *Server) sendFeed(ctx context.Context, to live.Target, cursor int64, write func(frames []byte) error) (int64, error) {
+	var frames bytes.Buffer
+	for {
+		entries, err := s.Feed.After(ctx, to, cursor, streamBatch)
+		if err != nil {
+			if ctx.Err() == nil {
+				s.Logger.Warn("live stream read failed", "user", to.UserID, "err", err)
+			}
+			return cursor, nil
+		}
+		if len(entries) == 0 {
+			return cursor, nil
+		}
+		frames.Reset()
+		for _, e := range entries {
+			appendSSE(&frames, e.Seq, e.Kind, e.Body)
+		}
+		if err := write(frames.Bytes()); err != nil {
+			return cursor, err
+		}
+		cursor = entries[len(entries)-1].Seq
+		if len(entries) < streamBatch {
+			return cursor, nil
 		}
 	}
 }

@@ -258,31 +258,12 @@ func (p *parkedStream) writePushed(cursor int64, pushed []live.Entry) (next int6
 func (p *parkedStream) drain(cursor int64, beat bool) (int64, error) {
 	ctx, cancel := context.WithTimeout(p.s.parked.ctx, streamWriteTimeout)
 	defer cancel()
-	var frames bytes.Buffer
-	for {
-		entries, err := p.s.Feed.After(ctx, p.to, cursor, streamBatch)
-		if err != nil {
-			if p.s.parked.ctx.Err() != nil {
-				return cursor, err
-			}
-			p.s.Logger.Warn("live stream read failed", "user", p.to.UserID, "err", err)
-			break
-		}
-		frames.Reset()
-		for _, e := range entries {
-			appendSSE(&frames, e.Seq, e.Kind, e.Body)
-		}
-		if frames.Len() > 0 {
-			if err := writeWithin(p.conn, frames.Bytes()); err != nil {
-				return cursor, err
-			}
-		}
-		if len(entries) > 0 {
-			cursor = entries[len(entries)-1].Seq
-		}
-		if len(entries) < streamBatch {
-			break
-		}
+	cursor, err := p.s.sendFeed(ctx, p.to, cursor, func(frames []byte) error { return writeWithin(p.conn, frames) })
+	if err != nil {
+		return cursor, err
+	}
+	if err := p.s.parked.ctx.Err(); err != nil {
+		return cursor, err // shutting down
 	}
 	if beat {
 		if err := writeWithin(p.conn, []byte(": heartbeat\n\n")); err != nil {
