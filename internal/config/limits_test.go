@@ -8,13 +8,7 @@ import (
 
 func TestLoad_RequestAndRateLimits(t *testing.T) {
 	t.Parallel()
-	env := func(kv ...string) func(string) string {
-		m := map[string]string{"HUDDLE_DATA_DIR": t.TempDir(), "HUDDLE_JWT_SECRET": strings.Repeat("x", 32)}
-		for i := 0; i+1 < len(kv); i += 2 {
-			m[kv[i]] = kv[i+1]
-		}
-		return func(k string) string { return m[k] }
-	}
+	env := func(kv ...string) func(string) string { return minimalEnv(t, kv...) }
 	c, err := load(env())
 	if err != nil {
 		t.Fatal(err)
@@ -32,4 +26,14 @@ func TestLoad_RequestAndRateLimits(t *testing.T) {
 			t.Errorf("%s=%s: err %v, want one naming the variable", bad[0], bad[1], err)
 		}
 	}
+}
+
+// minimalEnv is a lookup with the settings every load needs (a data dir, a JWT secret) plus kv
+// (name, value, …).
+func minimalEnv(t *testing.T, kv ...string) func(string) string {
+	m := map[string]string{"HUDDLE_DATA_DIR": t.TempDir(), "HUDDLE_JWT_SECRET": strings.Repeat("x", 32)}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
 }
