@@ -178,14 +178,8 @@ func (c *benchClinic) serverMemory(ctx context.Context, pid int) (serverMemory, 
 		return serverMemory{}, fmt.Errorf("server metrics: go_memstats_heap_inuse_bytes, go_memstats_stack_inuse_bytes or go_goroutines missing from %s/metrics", c.base)
 	}
 	if pid > 0 {
-		if raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid)); err == nil {
-			for _, line := range strings.Split(string(raw), "\n") {
-				if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-					if kb, err := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 64); err == nil {
-						m.rss = kb * 1024
-					}
-				}
-			}
+		if f, err := procStat(pid); err == nil {
+			m.rss = float64(f.rssPages * int64(os.Getpagesize()))
 		}
 	}
 	return m, nil

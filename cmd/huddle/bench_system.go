@@ -145,7 +145,8 @@ func (p benchProcesses) sample() cpuSample {
 	return s
 }
 
-type procFields struct{ ppid, utime, stime, cutime, cstime int64 }
+// procFields are a process's parent, CPU ticks and resident set (in pages).
+type procFields struct{ ppid, utime, stime, cutime, cstime, rssPages int64 }
 
 func procStat(pid int) (procFields, error) {
 	raw, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
@@ -158,12 +159,12 @@ func procStat(pid int) (procFields, error) {
 		return procFields{}, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
 	}
 	f := strings.Fields(string(raw[i+1:]))
-	if len(f) < 15 {
+	if len(f) < 22 {
 		return procFields{}, fmt.Errorf("/proc/%d/stat: too few fields", pid)
 	}
 	num := func(k int) int64 { n, _ := strconv.ParseInt(f[k], 10, 64); return n }
-	// After the name: state(0) ppid(1) … utime(11) stime(12) cutime(13) cstime(14).
-	return procFields{ppid: num(1), utime: num(11), stime: num(12), cutime: num(13), cstime: num(14)}, nil
+	// After the name: state(0) ppid(1) … utime(11) stime(12) cutime(13) cstime(14) … rss(21).
+	return procFields{ppid: num(1), utime: num(11), stime: num(12), cutime: num(13), cstime: num(14), rssPages: num(21)}, nil
 }
 
 type cpuResult struct {
